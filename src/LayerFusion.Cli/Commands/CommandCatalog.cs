@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace LayerFusion.Cli.Commands;
+
+/// <summary>Every subcommand of `layerfusion`; each lives in its own file in this folder.</summary>
+internal static class CommandCatalog
+{
+    public static IEnumerable<Command> All()
+    {
+        yield break;
+    }
+}
