@@ -1,0 +1,38 @@
+namespace LayerFusion.WeightsLoader.Configs;
+
+/// <summary>diffusers AutoencoderKL config, defaults as diffusers v0.25 / SDXL's VAE.</summary>
+public sealed record AutoencoderKLConfig
+{
+    public int InChannels { get; init; } = 3;
+    public int OutChannels { get; init; } = 3;
+    public int[] BlockOutChannels { get; init; } = [128, 256, 512, 512];
+    public int LayersPerBlock { get; init; } = 2;
+    public string ActFn { get; init; } = "silu";
+    public int LatentChannels { get; init; } = 4;
+    public int NormNumGroups { get; init; } = 32;
+    public int SampleSize { get; init; } = 1024;
+    public double ScalingFactor { get; init; } = 0.13025;
+    public bool ForceUpcast { get; init; } = true;
+
+    public static AutoencoderKLConfig Read(ConfigReader r)
+    {
+        var d = new AutoencoderKLConfig();
+        var c = new AutoencoderKLConfig
+        {
+            InChannels = r.Int("in_channels", d.InChannels, 1, 64),
+            OutChannels = r.Int("out_channels", d.OutChannels, 1, 64),
+            BlockOutChannels = r.Ints("block_out_channels", [64], 1, 1 << 16),
+            LayersPerBlock = r.Int("layers_per_block", 1, 1, 64),
+            ActFn = r.String("act_fn", d.ActFn),
+            LatentChannels = r.Int("latent_channels", d.LatentChannels, 1, 1024),
+            NormNumGroups = r.Int("norm_num_groups", d.NormNumGroups, 1, 4096),
+            SampleSize = r.Int("sample_size", d.SampleSize, 1, 1 << 16),
+            ScalingFactor = r.Double("scaling_factor", 0.18215),
+            ForceUpcast = r.Bool("force_upcast", d.ForceUpcast),
+        };
+        r.Require(c.BlockOutChannels.Length >= 1, "block_out_channels", "must not be empty");
+        foreach (var ch in c.BlockOutChannels)
+            r.Require(ch % c.NormNumGroups == 0, "block_out_channels", $"entry {ch} must be divisible by norm_num_groups ({c.NormNumGroups})");
+        return c;
+    }
+}

@@ -1,0 +1,125 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace LayerFusion.WeightsLoader.Configs;
+
+/// <summary>
+/// Defensive reads of a diffusers/transformers config.json: a field of the wrong type or out of
+/// range is a <see cref="UserInputException"/> naming the file and the field, never a crash.
+/// Absent fields take diffusers' defaults (given by the caller).
+/// </summary>
+public sealed class ConfigReader
+{
+    const long MaxConfigBytes = 4 << 20;
+
+    public ConfigReader(JsonObject json, string source)
+    {
+        Json = json;
+        Source = source;
+    }
+
+    public JsonObject Json { get; }
+    public string Source { get; }
+
+    public static ConfigReader FromFile(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new UserInputException($"{path}: config file not found");
+        if (info.Length > MaxConfigBytes) throw new UserInputException($"{path}: config is {info.Length} bytes, more than the {MaxConfigBytes} allowed");
+        return FromText(File.ReadAllText(path), path);
+    }
+
+    public static ConfigReader FromText(string text, string source)
+    {
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+        }
+        catch (JsonException e)
+        {
+            throw new UserInputException($"{source}: config is not valid JSON ({e.Message})");
+        }
+        if (node is not JsonObject obj) throw new UserInputException($"{source}: config must be a JSON object");
+        return new ConfigReader(obj, source);
+    }
+
+    bool TryGet(string key, out JsonNode? node) => Json.TryGetPropertyValue(key, out node) && node is not null;
+
+    UserInputException Bad(string key, string what) => new($"{Source}: field '{key}' {what}");
+
+    public int Int(string key, int fallback, int min = int.MinValue, int max = int.MaxValue)
+    {
+        if (!TryGet(key, out var node)) return fallback;
+        return CheckRange(key, ToInt(key, node!), min, max);
+    }
+
+    public int? OptionalInt(string key, int min = int.MinValue, int max = int.MaxValue)
+        => TryGet(key, out var node) ? CheckRange(key, ToInt(key, node!), min, max) : null;
+
+    int CheckRange(string key, int value, int min, int max)
+        => value < min || value > max ? throw Bad(key, $"is {value}, outside [{min}, {max}]") : value;
+
+    int ToInt(string key, JsonNode node)
+    {
+        if (node is JsonValue v && v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue)
+            return (int)d;
+        throw Bad(key, $"must be an integer, found {node.ToJsonString()}");
+    }
+
+    public double Double(string key, double fallback)
+    {
+        if (!TryGet(key, out var node)) return fallback;
+        if (node is JsonValue v && v.TryGetValue<double>(out var d) && double.IsFinite(d)) return d;
+        throw Bad(key, $"must be a finite number, found {node!.ToJsonString()}");
+    }
+
+    public bool Bool(string key, bool fallback)
+    {
+        if (!TryGet(key, out var node)) return fallback;
+        if (node is JsonValue v && v.TryGetValue<bool>(out var b)) return b;
+        throw Bad(key, $"must be true or false, found {node!.ToJsonString()}");
+    }
+
+    public string String(string key, string fallback) => OptionalString(key) ?? fallback;
+
+    public string? OptionalString(string key)
+    {
+        if (!TryGet(key, out var node)) return null;
+        if (node is JsonValue v && v.TryGetValue<string>(out var s)) return s;
+        throw Bad(key, $"must be a string, found {node!.ToJsonString()}");
+    }
+
+    public string[] Strings(string key, string[] fallback)
+    {
+        if (!TryGet(key, out var node)) return fallback;
+        if (node is not JsonArray a || a.Count > 64) throw Bad(key, "must be an array of at most 64 strings");
+        var result = new string[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            result[i] = a[i] is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw Bad(key, $"entry {i} must be a string");
+        return result;
+    }
+
+    /// <summary>An int list; a single int is repeated <paramref name="count"/> times (diffusers accepts both).</summary>
+    public int[] IntsOrScalar(string key, int count, int[] fallback, int min = int.MinValue, int max = int.MaxValue)
+    {
+        if (!TryGet(key, out var node)) return fallback;
+        if (node is JsonValue) return Enumerable.Repeat(CheckRange(key, ToInt(key, node!), min, max), count).ToArray();
+        return Ints(key, fallback, min, max);
+    }
+
+    public int[] Ints(string key, int[] fallback, int min = int.MinValue, int max = int.MaxValue)
+    {
+        if (!TryGet(key, out var node)) return fallback;
+        if (node is not JsonArray a || a.Count > 64) throw Bad(key, "must be an array of at most 64 integers");
+        var result = new int[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            result[i] = a[i] is null ? throw Bad(key, $"entry {i} is null") : CheckRange(key, ToInt(key, a[i]!), min, max);
+        return result;
+    }
+
+    public void Require(bool condition, string key, string what)
+    {
+        if (!condition) throw Bad(key, what);
+    }
+}
