@@ -1,3 +1,5 @@
+using LayerFusion.WeightsLoader;
+
 namespace LayerFusion.Core.Tensors;
 
 /// <summary>
@@ -15,6 +17,8 @@ public interface IOps
     Tensor FromHost(ReadOnlySpan<float> data, params int[] shape);
     float[] ToHost(Tensor x);
     Tensor Zeros(params int[] shape);
+    /// <summary>A checkpoint tensor in this backend's storage precision (CPU: fp32; CUDA: fp16/bf16/fp32 as stored).</summary>
+    Tensor Upload(WeightTensor weight);
 
     // ---- linear algebra ------------------------------------------------------------------
     /// <summary>y[..., out] = x[..., in] @ weight[out, in]^T + bias[out].</summary>
