@@ -109,6 +109,33 @@ public class LayerDiffuseAttentionTests
         Assert.DoesNotContain(layout.Keys, k => k.StartsWith("down_blocks.0.", StringComparison.Ordinal) || k.StartsWith("up_blocks.2.", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Fixtures: diffusers v0.25's convert_ldm_unet_checkpoint applied to ldm keys built by sgm's
+    /// UNetModel construction loop (tests/reference/unet_attention_ldm_names.py).
+    /// </summary>
+    [Theory]
+    [InlineData("unet_attention_ldm_sdxl.json")]
+    [InlineData("unet_attention_ldm_tiny_lpb1.json")]
+    [InlineData("unet_attention_ldm_tiny_lpb2.json")]
+    [InlineData("unet_attention_ldm_tiny_lpb3.json")]
+    [InlineData("unet_attention_ldm_allattn.json")]
+    public void LdmNamesMatchDiffusersConverter(string fixture)
+    {
+        var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(LayerDiffuseTestSupport.FixtureDir(), fixture)))!.AsObject();
+        var config = root["config"]!.AsObject().DeepClone().AsObject();
+        config["attention_head_dim"] = 1;
+        config["norm_num_groups"] = 8;
+        var unet = UNetConfig.Read(ConfigReader.FromText(config.ToJsonString(), fixture));
+        var expected = root["modules"]!.AsArray().Select(m => ((string)m![0]!, (string)m[1]!)).Order().ToList();
+
+        var layout = UNetAttentionLayout.Enumerate(unet);
+        static string Module(string key) => key[..key.IndexOf(".transformer_blocks.", StringComparison.Ordinal)];
+        var actual = layout.Select(p => (Module(p.LdmName), Module(p.Name))).Distinct().Order().ToList();
+        Assert.Equal(expected, actual);
+        Assert.Equal((int)root["attention_keys"]!, layout.Count);
+        Assert.All(layout, p => Assert.Equal(p.Name[Module(p.Name).Length..], p.LdmName[Module(p.LdmName).Length..]));
+    }
+
     [Fact]
     public void DenseBiasOffsetsAreAccepted()
     {
