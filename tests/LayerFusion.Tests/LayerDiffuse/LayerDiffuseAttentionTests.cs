@@ -58,6 +58,26 @@ public class LayerDiffuseAttentionTests
     }
 
     [Fact]
+    public void TinyFilesAreDeterministicPerSeed()
+    {
+        var unet = LayerDiffuseTestSupport.TinyUNet();
+        using var a = new TempDir();
+        using var b = new TempDir();
+        var fa = LayerDiffuseTiny.WriteAll(a.Path, unet, seed: 7);
+        var fb = LayerDiffuseTiny.WriteAll(b.Path, unet, seed: 7);
+        var fc = LayerDiffuseTiny.WriteAll(b.File("other"), unet, seed: 8);
+        foreach (var (x, y) in new[] { (fa.DenseAttention, fb.DenseAttention), (fa.LoraAttention, fb.LoraAttention), (fa.TransparentDecoder, fb.TransparentDecoder) })
+            Assert.Equal(File.ReadAllBytes(x), File.ReadAllBytes(y));
+        Assert.NotEqual(File.ReadAllBytes(fa.LoraAttention), File.ReadAllBytes(fc.LoraAttention));
+        // the LoRA file is in the requested dtype, with alphas F32 scalars on two of every three projections
+        using var lora = SafeTensorsFile.Open(fa.LoraAttention);
+        Assert.All(lora.Tensors.Where(t => !t.Name.EndsWith("::2", StringComparison.Ordinal)), t => Assert.Equal(DType.F16, t.DType));
+        int projections = lora.Tensors.Count(t => t.Name.EndsWith("::0", StringComparison.Ordinal));
+        int alphas = lora.Tensors.Count(t => t.Name.EndsWith("::2", StringComparison.Ordinal));
+        Assert.InRange(alphas, 1, projections - 1);
+    }
+
+    [Fact]
     public void F16DenseFileAgreesWithLoraToF16Rounding()
     {
         var unet = LayerDiffuseTestSupport.TinyUNet();
