@@ -17,6 +17,21 @@ public static class Samplers
 
     public static IReadOnlyList<string> Names { get; } = [Euler, DpmPP2MKarras, DpmPP2M, Ddim];
 
+    /// <summary>The checkpoint's own sampler (scheduler_config.json's _class_name), with diffusers' defaults
+    /// for the fields SchedulerConfig does not carry (DPM-Solver: order 2, dpmsolver++, midpoint).</summary>
+    public static IScheduler FromConfig(SchedulerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.ClassName switch
+        {
+            "EulerDiscreteScheduler" => new EulerDiscreteScheduler(config),
+            "DPMSolverMultistepScheduler" => new DpmSolverMultistepScheduler(config),
+            "DDIMScheduler" => new DdimScheduler(config),
+            _ => throw new UserInputException(
+                $"scheduler config: _class_name '{config.ClassName}' is not supported; choose a sampler ({string.Join(", ", Names)})"),
+        };
+    }
+
     public static IScheduler Create(string sampler, SchedulerConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);

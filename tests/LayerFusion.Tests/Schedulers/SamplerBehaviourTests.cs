@@ -78,6 +78,16 @@ public class SamplerBehaviourTests
     }
 
     [Fact]
+    public void FromConfigPicksTheCheckpointsClass()
+    {
+        Assert.IsType<EulerDiscreteScheduler>(Samplers.FromConfig(new SchedulerConfig()));
+        Assert.IsType<DdimScheduler>(Samplers.FromConfig(new SchedulerConfig { ClassName = "DDIMScheduler" }));
+        var dpm = Samplers.FromConfig(new SchedulerConfig { ClassName = "DPMSolverMultistepScheduler", UseKarrasSigmas = true });
+        Assert.Equal("dpmpp-2m-karras", dpm.Name);
+        Assert.Throws<UserInputException>(() => Samplers.FromConfig(new SchedulerConfig { ClassName = "LMSDiscreteScheduler" }));
+    }
+
+    [Fact]
     public void DpmSolverRequiresStepsInOrderAndRestartsOnSetTimesteps()
     {
         var s = Samplers.Create(Samplers.DpmPP2MKarras, new SchedulerConfig());
