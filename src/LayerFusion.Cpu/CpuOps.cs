@@ -208,10 +208,12 @@ public sealed partial class CpuOps : IOps
             {
                 int cc = gi * cpg + c;
                 float scale = (float)(rstd * (g == null ? 1f : g.Data[g.Offset + cc]));
-                float shift = (float)((bt == null ? 0f : bt.Data[bt.Offset + cc]) - mean * scale);
+                float shift = bt == null ? 0f : bt.Data[bt.Offset + cc];
                 var s = src.Slice(c * spatial, spatial);
                 var d = new Span<float>(y.Data, off + c * spatial, spatial);
-                ScaleShift(s, scale, shift, d);
+                // subtract the mean before scaling: x * scale - mean * scale cancels when |mean| >> std
+                TensorPrimitives.Subtract(s, (float)mean, d);
+                ScaleShift(d, scale, shift, d);
                 if (fuseSilu) for (int i = 0; i < d.Length; i++) d[i] = SpecialFunctions.Silu(d[i]);
             }
         });
@@ -264,7 +266,8 @@ public sealed partial class CpuOps : IOps
             var src = new ReadOnlySpan<float>(cx.Data, cx.Offset + r * d, d);
             var dst = new Span<float>(y.Data, r * d, d);
             var (mean, rstd) = MeanRstd(src, eps);
-            ScaleShift(src, (float)rstd, (float)(-mean * rstd), dst);
+            TensorPrimitives.Subtract(src, (float)mean, dst);
+            TensorPrimitives.Multiply(dst, (float)rstd, dst);
             if (g != null) TensorPrimitives.Multiply(dst, new ReadOnlySpan<float>(g.Data, g.Offset, d), dst);
             if (bt != null) TensorPrimitives.Add(dst, new ReadOnlySpan<float>(bt.Data, bt.Offset, d), dst);
         });
@@ -413,7 +416,9 @@ public sealed partial class CpuOps : IOps
         var freqs = new float[half];
         float negLogP = (float)-Math.Log(maxPeriod);
         float denom = half - downscaleFreqShift;
-        for (int i = 0; i < half; i++) freqs[i] = MathF.Exp(negLogP * i / denom);
+        // exp/sin/cos evaluated in double and rounded once: correctly rounded fp32 on every platform
+        // (torch's vectorized fp32 exp is not; it is off by 1 ulp for ~10% of the frequencies).
+        for (int i = 0; i < half; i++) freqs[i] = (float)Math.Exp(negLogP * i / denom);
         for (int r = 0; r < timesteps.Length; r++)
         {
             float t = timesteps[r];
@@ -421,7 +426,7 @@ public sealed partial class CpuOps : IOps
             for (int i = 0; i < half; i++)
             {
                 float e = scale * (t * freqs[i]);
-                float s = MathF.Sin(e), c = MathF.Cos(e);
+                float s = (float)Math.Sin(e), c = (float)Math.Cos(e);
                 y.Data[row + i] = flipSinToCos ? c : s;
                 y.Data[row + half + i] = flipSinToCos ? s : c;
             }
