@@ -96,6 +96,12 @@ public static class LdmKeyMap
         {
             ("encoder.conv_norm_out.", "encoder.norm_out.", null),
             ("decoder.conv_norm_out.", "decoder.norm_out.", null),
+            ("encoder.conv_in.", "encoder.conv_in.", null),
+            ("encoder.conv_out.", "encoder.conv_out.", null),
+            ("decoder.conv_in.", "decoder.conv_in.", null),
+            ("decoder.conv_out.", "decoder.conv_out.", null),
+            ("quant_conv.", "quant_conv.", null),
+            ("post_quant_conv.", "post_quant_conv.", null),
         };
         int n = c.BlockOutChannels.Length;
         foreach (var part in new[] { "encoder", "decoder" })
@@ -162,7 +168,9 @@ public static class LdmKeyMap
         var rules = new List<LdmRule>(schema.Count);
         foreach (var p in schema)
         {
-            var best = map.Where(m => p.Name.StartsWith(m.D, StringComparison.Ordinal)).MaxBy(m => m.D.Length);
+            var matches = map.Where(m => p.Name.StartsWith(m.D, StringComparison.Ordinal)).ToList();
+            if (matches.Count == 0) throw new InvalidOperationException($"no ldm name for diffusers parameter '{p.Name}'");
+            var best = matches.MaxBy(m => m.D.Length);
             if (best.D is null) throw new InvalidOperationException($"no ldm name for diffusers parameter '{p.Name}'");
             string rest = p.Name[best.D.Length..];
             if (best.Inner is not null)

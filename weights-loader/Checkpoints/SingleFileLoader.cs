@@ -43,16 +43,17 @@ internal static class SingleFileLoader
 
         var meta = MetadataConfigs(file, path);
         var shapes = new ShapeQuery(keys);
-        var te2Raw = InferOpenClip(shapes, meta, path);
-        var te2Cfg = ClipTextConfig.Read(new ConfigReader(te2Raw, path + " [text_encoder_2]"));
-        var teRaw = InferClipL(shapes, meta, path);
-        var teCfg = ClipTextConfig.Read(new ConfigReader(teRaw, path + " [text_encoder]"));
-        var unetRaw = InferUNet(shapes, meta, path, te2Cfg);
-        var unetCfg = UNetConfig.Read(new ConfigReader(unetRaw, path + " [unet]"));
-        var vaeRaw = InferVae(shapes, meta, path);
-        var vaeCfg = AutoencoderKLConfig.Read(new ConfigReader(vaeRaw, path + " [vae]"));
-        var schedRaw = meta.TryGetPropertyValue("scheduler", out var s) && s is JsonObject so ? (JsonObject)so.DeepClone() : SdxlDefaults.Scheduler();
-        var sched = SchedulerConfig.Read(new ConfigReader(schedRaw, path + " [scheduler]"));
+        var te2Reader = ConfigJson.Reader(InferOpenClip(shapes, meta, path), path + " [text_encoder_2]");
+        var te2Cfg = ClipTextConfig.Read(te2Reader);
+        var teReader = ConfigJson.Reader(InferClipL(shapes, meta, path), path + " [text_encoder]");
+        var teCfg = ClipTextConfig.Read(teReader);
+        var unetReader = ConfigJson.Reader(InferUNet(shapes, meta, path, te2Cfg), path + " [unet]");
+        var unetCfg = UNetConfig.Read(unetReader);
+        var vaeReader = ConfigJson.Reader(InferVae(shapes, meta, path), path + " [vae]");
+        var vaeCfg = AutoencoderKLConfig.Read(vaeReader);
+        var schedReader = ConfigJson.Reader(meta.TryGetPropertyValue("scheduler", out var s) && s is JsonObject so ? so : SdxlDefaults.Scheduler(), path + " [scheduler]");
+        var sched = SchedulerConfig.Read(schedReader);
+        JsonObject unetRaw = unetReader.Json, vaeRaw = vaeReader.Json, teRaw = teReader.Json, te2Raw = te2Reader.Json, schedRaw = schedReader.Json;
 
         var unet = Map("unet", "UNet2DConditionModel", unetCfg, unetRaw, UNetSchema.Parameters(unetCfg), LdmKeyMap.UNet(unetCfg), LdmKeyMap.UNetPrefix, file);
         var vae = Map("vae", "AutoencoderKL", vaeCfg, vaeRaw, AutoencoderKLSchema.Parameters(vaeCfg), LdmKeyMap.Vae(vaeCfg), LdmKeyMap.VaePrefix, file);

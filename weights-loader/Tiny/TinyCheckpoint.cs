@@ -9,10 +9,10 @@ namespace LayerFusion.WeightsLoader.Tiny;
 /// <summary>The configs a tiny checkpoint is built from (diffusers config.json contents).</summary>
 public sealed record TinyConfigs(JsonObject Unet, JsonObject Vae, JsonObject TextEncoder, JsonObject TextEncoder2, JsonObject Scheduler)
 {
-    public UNetConfig UnetConfig => UNetConfig.Read(new ConfigReader(Unet, "tiny unet"));
-    public AutoencoderKLConfig VaeConfig => AutoencoderKLConfig.Read(new ConfigReader(Vae, "tiny vae"));
-    public ClipTextConfig TextEncoderConfig => ClipTextConfig.Read(new ConfigReader(TextEncoder, "tiny text_encoder"));
-    public ClipTextConfig TextEncoder2Config => ClipTextConfig.Read(new ConfigReader(TextEncoder2, "tiny text_encoder_2"));
+    public UNetConfig UnetConfig => UNetConfig.Read(ConfigJson.Reader(Unet, "tiny unet"));
+    public AutoencoderKLConfig VaeConfig => AutoencoderKLConfig.Read(ConfigJson.Reader(Vae, "tiny vae"));
+    public ClipTextConfig TextEncoderConfig => ClipTextConfig.Read(ConfigJson.Reader(TextEncoder, "tiny text_encoder"));
+    public ClipTextConfig TextEncoder2Config => ClipTextConfig.Read(ConfigJson.Reader(TextEncoder2, "tiny text_encoder_2"));
 }
 
 /// <summary>
