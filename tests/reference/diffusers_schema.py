@@ -39,4 +39,4 @@ for k, cfg in unets.items():
 for k, cfg in vaes.items():
     m = AutoencoderKL(**cfg)
     out["vae"][k] = {"config": cfg, "params": [[n, list(t.shape)] for n, t in m.state_dict().items()]}
-json.dump(out, open(sys.argv[1], "w"), indent=0)
+json.dump(out, open(sys.argv[1], "w"), separators=(",", ":"))

@@ -132,9 +132,9 @@ public static class LdmKeyMap
 
     // ---- text encoders ----
 
-    /// <summary>CLIP ViT-L: the transformers names under `transformer.`.</summary>
+    /// <summary>CLIP ViT-L: the transformers names, unchanged, under the component prefix.</summary>
     public static IReadOnlyList<LdmRule> ClipL(Configs.ClipTextConfig c)
-        => ClipTextSchema.Parameters(c).Select(p => new LdmRule("transformer." + p.Name, [p.Name], LdmTransform.Rename)).ToList();
+        => ClipTextSchema.Parameters(c).Select(p => new LdmRule(p.Name, [p.Name], LdmTransform.Rename)).ToList();
 
     /// <summary>OpenCLIP bigG (open_clip names; fused q/k/v, transposed projection).</summary>
     public static IReadOnlyList<LdmRule> OpenClip(Configs.ClipTextConfig c)

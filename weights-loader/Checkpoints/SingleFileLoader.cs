@@ -234,7 +234,7 @@ internal static class SingleFileLoader
 
     static JsonObject InferClipL(ShapeQuery q, JsonObject meta, string path)
     {
-        const string P = LdmKeyMap.ClipLPrefix + "transformer.text_model.";
+        const string P = LdmKeyMap.ClipLPrefix + "text_model.";
         var raw = Start(meta, "text_encoder", SdxlDefaults.TextEncoder);
         var tok = q.Need(P + "embeddings.token_embedding.weight", 2, path);
         int layers = q.MaxIndex(P + "encoder.layers.") + 1;
