@@ -71,6 +71,17 @@ def main(single, folder, out):
                                       for k, v in sorted(state.items())]
         print(name, len(state), "tensors equal to the diffusers-layout checkpoint")
     json.dump(result, open(out, "w"), separators=(",", ":"))
+    # diffusers itself loads the tiny diffusers folder (configs and weights) and runs its UNet.
+    import safetensors.torch  # noqa: F401  (the shim's submodule, which diffusers reaches as an attribute)
+    from diffusers import UNet2DConditionModel, AutoencoderKL, EulerDiscreteScheduler
+    u = UNet2DConditionModel.from_pretrained(f"{folder}/unet")
+    AutoencoderKL.from_pretrained(f"{folder}/vae")
+    EulerDiscreteScheduler.from_pretrained(f"{folder}/scheduler")
+    cfg = u.config
+    u(torch.randn(1, cfg.in_channels, 16, 16, dtype=u.dtype), 10, torch.randn(1, 5, cfg.cross_attention_dim, dtype=u.dtype),
+      added_cond_kwargs={"text_embeds": torch.randn(1, cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim, dtype=u.dtype),
+                         "time_ids": torch.randn(1, 6, dtype=u.dtype)})
+    print("diffusers loads the tiny folder and runs its UNet")
 
 if __name__ == "__main__":
     main(*sys.argv[1:4])
