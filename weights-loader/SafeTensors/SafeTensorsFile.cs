@@ -148,9 +148,12 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     public override string ToString() => $"{Path} ({Tensors.Count} tensors)";
 
-    sealed class MappedWeightTensor(SafeTensorsFile owner, string name, DType dtype, long[] shape, long offset, int length)
+    internal sealed class MappedWeightTensor(SafeTensorsFile owner, string name, DType dtype, long[] shape, long offset, int length)
         : WeightTensor(name, dtype, shape)
     {
+        /// <summary>Absolute position of the first byte in the file (tests compare against raw file bytes).</summary>
+        internal long FileOffset => offset;
+
         public override ReadOnlySpan<byte> Bytes => owner.Slice(offset, length);
     }
 }
