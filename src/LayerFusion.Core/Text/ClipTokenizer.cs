@@ -54,7 +54,15 @@ public sealed class ClipTokenizer
             EndOfWordSuffix = "</w>",
             UnknownToken = unknownToken is not null && vocabulary.ContainsKey(unknownToken) ? unknownToken : null,
         };
-        _bpe = BpeTokenizer.Create(options);
+        try
+        {
+            _bpe = BpeTokenizer.Create(options);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or KeyNotFoundException)
+        {
+            // e.g. a merge whose parts or result are not in the vocabulary
+            throw new UserInputException($"tokenizer: vocabulary and merges do not fit together ({e.Message})");
+        }
     }
 
     public int BosId { get; }

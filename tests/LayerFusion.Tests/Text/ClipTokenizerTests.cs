@@ -129,6 +129,11 @@ public sealed class ClipTokenizerTests : IDisposable
         e = Assert.Throws<UserInputException>(() => ClipTokenizer.FromDirectory(dir));
         Assert.Contains("pad_token '!'", e.Message);
 
+        File.WriteAllText(Path.Combine(dir, "special_tokens_map.json"), "{}");
+        File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\na zz\n");
+        e = Assert.Throws<UserInputException>(() => ClipTokenizer.FromDirectory(dir));
+        Assert.Contains("tokenizer", e.Message);
+
         File.WriteAllText(Path.Combine(dir, "vocab.json"), "[1, 2]");
         Assert.Throws<UserInputException>(() => ClipTokenizer.FromDirectory(dir));
     }
