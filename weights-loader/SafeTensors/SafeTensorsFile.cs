@@ -1,0 +1,363 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+
+namespace LayerFusion.WeightsLoader.SafeTensors;
+
+/// <summary>
+/// A safetensors file, memory-mapped read-only and validated in full by <see cref="Open"/>.
+/// Each tensor's <see cref="WeightTensor.Bytes"/> is a zero-copy view into the mapping, valid until
+/// <see cref="Dispose"/> (afterwards reading Bytes throws <see cref="ObjectDisposedException"/>;
+/// a span taken before Dispose must not be used after it).
+/// </summary>
+public sealed unsafe class SafeTensorsFile : IDisposable
+{
+    /// <summary>The header length limit of the reference implementation (100 MB).</summary>
+    public const long MaxHeaderLength = 100_000_000;
+
+    readonly MemoryMappedFile _mapping;
+    readonly MemoryMappedViewAccessor _view;
+    byte* _base;
+    int _disposed;
+
+    SafeTensorsFile(string path, MemoryMappedFile mapping, MemoryMappedViewAccessor view, byte* basePtr, long length)
+    {
+        Path = path;
+        _mapping = mapping;
+        _view = view;
+        _base = basePtr;
+        FileLength = length;
+        Metadata = new Dictionary<string, string>();
+        Tensors = [];
+        ByName = new Dictionary<string, WeightTensor>();
+    }
+
+    public string Path { get; }
+
+    /// <summary>Length of the file in bytes.</summary>
+    public long FileLength { get; }
+
+    /// <summary>The header's __metadata__ map (empty if absent).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; private set; }
+
+    /// <summary>Tensors in header order.</summary>
+    public IReadOnlyList<WeightTensor> Tensors { get; private set; }
+
+    public IReadOnlyDictionary<string, WeightTensor> ByName { get; private set; }
+
+    /// <summary>The tensor of that name; a missing name is a <see cref="UserInputException"/> naming file and tensor.</summary>
+    public WeightTensor this[string name] =>
+        ByName.TryGetValue(name, out var t)
+            ? t
+            : throw new UserInputException($"safetensors file '{Path}' has no tensor '{SafeTensorsFormatException.Printable(name)}' ({ByName.Count} tensors)");
+
+    public bool Contains(string name) => ByName.ContainsKey(name);
+
+    /// <summary>
+    /// Maps and validates <paramref name="path"/>. Format violations throw
+    /// <see cref="SafeTensorsFormatException"/>; an unreadable path throws <see cref="UserInputException"/>.
+    /// </summary>
+    public static SafeTensorsFile Open(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        FileStream stream;
+        try
+        {
+            // FileShare.Delete: an atomic writer may rename a new file over this one while we read it.
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.None);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new UserInputException($"cannot open safetensors file '{path}': {e.Message}", e);
+        }
+
+        MemoryMappedFile? mapping = null;
+        MemoryMappedViewAccessor? view = null;
+        SafeTensorsFile? file = null;
+        try
+        {
+            long length = stream.Length;
+            // Checked before mapping: also guarantees the mapping is never of length 0, which
+            // MemoryMappedFile refuses (a file with an empty header and no data is still 8+ bytes).
+            if (length < 8)
+                throw new SafeTensorsFormatException(path, null, SafeTensorsRule.FileTooSmall, $"{length} bytes");
+            Span<byte> prefix = stackalloc byte[8];
+            stream.ReadExactly(prefix);
+            ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+            // Both length checks come before anything is allocated or mapped.
+            if (headerLength > MaxHeaderLength)
+                throw new SafeTensorsFormatException(path, null, SafeTensorsRule.HeaderLengthTooLarge, $"{headerLength} bytes");
+            if ((long)headerLength > length - 8)
+                throw new SafeTensorsFormatException(path, null, SafeTensorsRule.HeaderLengthBeyondFile,
+                    $"header length {headerLength}, file has {length - 8} bytes after the length prefix");
+
+            mapping = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            view = mapping.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* ptr = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
+            ptr += view.PointerOffset;
+            file = new SafeTensorsFile(path, mapping, view, ptr, length);
+
+            long dataStart = 8 + (long)headerLength;
+            var header = new ReadOnlySpan<byte>(ptr + 8, checked((int)headerLength));
+            var parsed = SafeTensorsHeader.Parse(path, header, length - dataStart);
+            var tensors = new WeightTensor[parsed.Entries.Count];
+            var byName = new Dictionary<string, WeightTensor>(parsed.Entries.Count, StringComparer.Ordinal);
+            for (int i = 0; i < tensors.Length; i++)
+            {
+                var e = parsed.Entries[i];
+                var t = new MappedWeightTensor(file, e.Name, e.DType, e.Shape, dataStart + e.Begin, checked((int)(e.End - e.Begin)));
+                tensors[i] = t;
+                byName.Add(e.Name, t);
+            }
+            file.Metadata = parsed.Metadata;
+            file.Tensors = Array.AsReadOnly(tensors);
+            file.ByName = byName.AsReadOnly();
+            return file;
+        }
+        catch
+        {
+            if (file is not null) file.Dispose();
+            else
+            {
+                view?.Dispose();
+                mapping?.Dispose();
+                stream.Dispose();
+            }
+            throw;
+        }
+    }
+
+    ReadOnlySpan<byte> Slice(long offset, int length)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return new ReadOnlySpan<byte>(_base + offset, length);
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_base != null)
+        {
+            _base = null;
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+        _view.Dispose();
+        _mapping.Dispose();
+    }
+
+    public override string ToString() => $"{Path} ({Tensors.Count} tensors)";
+
+    sealed class MappedWeightTensor(SafeTensorsFile owner, string name, DType dtype, long[] shape, long offset, int length)
+        : WeightTensor(name, dtype, shape)
+    {
+        public override ReadOnlySpan<byte> Bytes => owner.Slice(offset, length);
+    }
+}
+
+/// <summary>
+/// The header parser: a streaming <see cref="Utf8JsonReader"/> over the mapped header, so nothing
+/// is allocated beyond the names, shapes and metadata it returns (all bounded by the header size).
+/// </summary>
+internal static class SafeTensorsHeader
+{
+    internal readonly record struct Entry(string Name, DType DType, long[] Shape, long Begin, long End);
+
+    internal sealed record Result(List<Entry> Entries, IReadOnlyDictionary<string, string> Metadata);
+
+    // A valid header nests three deep (object > entry > shape); anything deeper is refused early.
+    const int MaxDepth = 8;
+
+    static readonly JsonReaderOptions Options = new()
+    {
+        MaxDepth = MaxDepth,
+        CommentHandling = JsonCommentHandling.Disallow,
+        AllowTrailingCommas = false,
+        AllowMultipleValues = false,
+    };
+
+    internal static Result Parse(string file, ReadOnlySpan<byte> header, long dataLength)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, "invalid UTF-8");
+        // Pass 1: syntax only (no allocation), so pass 2 may assume well-formed JSON.
+        try
+        {
+            var syntax = new Utf8JsonReader(header, Options);
+            while (syntax.Read()) { }
+        }
+        catch (JsonException e)
+        {
+            throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, e.Message);
+        }
+
+        try
+        {
+            return Interpret(file, header, dataLength);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            // Strings the syntax pass accepts but cannot be decoded (lone surrogate escapes).
+            throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, e.Message);
+        }
+    }
+
+    static Result Interpret(string file, ReadOnlySpan<byte> header, long dataLength)
+    {
+        var r = new Utf8JsonReader(header, Options);
+        if (!r.Read())
+            throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, "empty header");
+        if (r.TokenType != JsonTokenType.StartObject)
+            throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotObject, $"found {r.TokenType}");
+
+        var entries = new List<Entry>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        IReadOnlyDictionary<string, string>? metadata = null;
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+        {
+            string name = r.GetString()!;
+            if (!names.Add(name))
+                throw new SafeTensorsFormatException(file, name, SafeTensorsRule.DuplicateName, "the name appears more than once");
+            r.Read();
+            if (name == "__metadata__")
+                metadata = ReadMetadata(file, ref r);
+            else
+                entries.Add(ReadEntry(file, name, ref r, dataLength));
+        }
+
+        CheckOverlaps(file, entries);
+        return new Result(entries, metadata ?? new Dictionary<string, string>().AsReadOnly());
+    }
+
+    static IReadOnlyDictionary<string, string> ReadMetadata(string file, ref Utf8JsonReader r)
+    {
+        const string tensor = "__metadata__";
+        if (r.TokenType != JsonTokenType.StartObject)
+            throw new SafeTensorsFormatException(file, tensor, SafeTensorsRule.MetadataNotStringMap, $"found {r.TokenType}");
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+        {
+            string key = r.GetString()!;
+            r.Read();
+            if (r.TokenType != JsonTokenType.String)
+                throw new SafeTensorsFormatException(file, tensor, SafeTensorsRule.MetadataNotStringMap,
+                    $"value of '{key}' is {r.TokenType}, not a string");
+            if (!map.TryAdd(key, r.GetString()!))
+                throw new SafeTensorsFormatException(file, tensor, SafeTensorsRule.MetadataNotStringMap, $"key '{key}' appears more than once");
+        }
+        return map.AsReadOnly();
+    }
+
+    static Entry ReadEntry(string file, string name, ref Utf8JsonReader r, long dataLength)
+    {
+        if (r.TokenType != JsonTokenType.StartObject)
+            throw new SafeTensorsFormatException(file, name, SafeTensorsRule.EntryNotObject, $"found {r.TokenType}");
+
+        DType? dtype = null;
+        long[]? shape = null;
+        long begin = -1, end = -1;
+        bool haveOffsets = false;
+        while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
+        {
+            if (r.ValueTextEquals("dtype"u8))
+            {
+                if (dtype is not null) throw Fields(file, name, "dtype appears more than once");
+                r.Read();
+                if (r.TokenType != JsonTokenType.String) throw Fields(file, name, $"dtype is {r.TokenType}, not a string");
+                string s = r.GetString()!;
+                if (!DTypes.TryParse(s, out var dt))
+                    throw new SafeTensorsFormatException(file, name, SafeTensorsRule.UnknownDType,
+                        $"'{s}' is not one of {string.Join(", ", Enum.GetNames<DType>())}");
+                dtype = dt;
+            }
+            else if (r.ValueTextEquals("shape"u8))
+            {
+                if (shape is not null) throw Fields(file, name, "shape appears more than once");
+                r.Read();
+                if (r.TokenType != JsonTokenType.StartArray) throw Fields(file, name, $"shape is {r.TokenType}, not an array");
+                var dims = new List<long>();
+                while (r.Read() && r.TokenType != JsonTokenType.EndArray)
+                    dims.Add(ReadNonNegative(file, name, ref r, SafeTensorsRule.BadShape, $"shape[{dims.Count}]"));
+                shape = dims.ToArray();
+            }
+            else if (r.ValueTextEquals("data_offsets"u8))
+            {
+                if (haveOffsets) throw Fields(file, name, "data_offsets appears more than once");
+                haveOffsets = true;
+                r.Read();
+                if (r.TokenType != JsonTokenType.StartArray) throw Fields(file, name, $"data_offsets is {r.TokenType}, not an array");
+                int count = 0;
+                while (r.Read() && r.TokenType != JsonTokenType.EndArray)
+                {
+                    if (count >= 2)
+                        throw new SafeTensorsFormatException(file, name, SafeTensorsRule.OffsetsInvalid, "more than two values");
+                    long v = ReadNonNegative(file, name, ref r, SafeTensorsRule.OffsetsInvalid, $"data_offsets[{count}]");
+                    if (count == 0) begin = v; else end = v;
+                    count++;
+                }
+                if (count != 2)
+                    throw new SafeTensorsFormatException(file, name, SafeTensorsRule.OffsetsInvalid, $"{count} values instead of two");
+            }
+            else
+            {
+                throw Fields(file, name, $"unexpected field '{r.GetString()}'");
+            }
+        }
+
+        if (dtype is null) throw Fields(file, name, "dtype is missing");
+        if (shape is null) throw Fields(file, name, "shape is missing");
+        if (!haveOffsets) throw Fields(file, name, "data_offsets is missing");
+
+        long size = DTypes.SizeOf(dtype.Value);
+        foreach (var d in shape)
+        {
+            // Left to right as the reference does: [2^62, 2^62, 0] overflows before the 0.
+            try { size = checked(size * d); }
+            catch (OverflowException)
+            {
+                throw new SafeTensorsFormatException(file, name, SafeTensorsRule.SizeOverflow,
+                    $"{dtype} [{string.Join(", ", shape)}] needs more than 2^63 bytes");
+            }
+        }
+        if (begin > end)
+            throw new SafeTensorsFormatException(file, name, SafeTensorsRule.OffsetsInvalid, $"begin {begin} > end {end}");
+        if (end > dataLength)
+            throw new SafeTensorsFormatException(file, name, SafeTensorsRule.OffsetsOutsideData,
+                $"[{begin}, {end}] but the data section has {dataLength} bytes");
+        if (end - begin != size)
+            throw new SafeTensorsFormatException(file, name, SafeTensorsRule.SizeMismatch,
+                $"data_offsets [{begin}, {end}] span {end - begin} bytes, {dtype} [{string.Join(", ", shape)}] needs {size}");
+        if (size > int.MaxValue)
+            throw new SafeTensorsFormatException(file, name, SafeTensorsRule.TensorTooLarge, $"{size} bytes");
+        return new Entry(name, dtype.Value, shape, begin, end);
+    }
+
+    static long ReadNonNegative(string file, string name, ref Utf8JsonReader r, SafeTensorsRule rule, string what)
+    {
+        if (r.TokenType != JsonTokenType.Number)
+            throw new SafeTensorsFormatException(file, name, rule, $"{what} is {r.TokenType}, not an integer");
+        if (r.TryGetInt64(out long v))
+        {
+            if (v < 0) throw new SafeTensorsFormatException(file, name, rule, $"{what} is negative ({v})");
+            return v;
+        }
+        // A JSON integer too large for 64 bits, or a fraction/exponent form.
+        var text = System.Text.Encoding.UTF8.GetString(r.ValueSpan.Length > 40 ? r.ValueSpan[..40] : r.ValueSpan);
+        throw new SafeTensorsFormatException(file, name, rule, $"{what} ({text}) is not an integer in [0, 2^63)");
+    }
+
+    static SafeTensorsFormatException Fields(string file, string name, string detail) =>
+        new(file, name, SafeTensorsRule.EntryFields, detail);
+
+    static void CheckOverlaps(string file, List<Entry> entries)
+    {
+        // Zero-size tensors occupy nothing, so they may sit anywhere (even inside another's range).
+        var ranges = entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin).ThenBy(e => e.End).ToArray();
+        for (int i = 1; i < ranges.Length; i++)
+        {
+            if (ranges[i].Begin < ranges[i - 1].End)
+                throw new SafeTensorsFormatException(file, ranges[i].Name, SafeTensorsRule.OverlappingRanges,
+                    $"[{ranges[i].Begin}, {ranges[i].End}] overlaps '{SafeTensorsFormatException.Printable(ranges[i - 1].Name)}' [{ranges[i - 1].Begin}, {ranges[i - 1].End}]");
+        }
+    }
+}
