@@ -17,6 +17,10 @@ public class VaeTransparentParityTests
         using var y = vae.Decode(z);
         Assert.Equal(fx.Shape("out"), y.Shape);
         ModelFixture.AssertClose(ops.ToHost(y), fx.Values("out"));
+        // latent * 1e-3: the decoder's norms see variances near their eps 1e-6
+        using var zSmall = ops.Affine(z, 1e-3f);
+        using var ySmall = vae.Decode(zSmall);
+        ModelFixture.AssertClose(ops.ToHost(ySmall), fx.Values("out_small"), what: "out_small");
     }
 
     static UNet1024 Decoder(ModelFixture fx, CpuBackend ops) =>
@@ -33,6 +37,10 @@ public class VaeTransparentParityTests
         using var y = model.Forward(pixel, latent);
         Assert.Equal(fx.Shape("out"), y.Shape);
         ModelFixture.AssertClose(ops.ToHost(y), fx.Values("out"));
+        // pixel * 1e-3: the first norms see variances near eps 1e-5
+        using var pSmall = ops.Affine(pixel, 1e-3f);
+        using var ySmall = model.Forward(pSmall, latent);
+        ModelFixture.AssertClose(ops.ToHost(ySmall), fx.Values("out_small"), what: "out_small");
     }
 
     [Fact]

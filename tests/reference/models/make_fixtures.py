@@ -43,6 +43,13 @@ def _attention_scores(self, query, key, attention_mask=None):
 Attention.get_attention_scores = _attention_scores
 
 
+# Biases of the layers that feed the first norms: kept tiny so that the second, down-scaled input of
+# each fixture ("*_small") reaches those norms with a variance near eps, which makes the norm epsilons
+# observable (with O(1) activations a 10x wrong eps moves outputs by < 1e-4).
+SMALL_BIAS = {"conv_in.bias", "post_quant_conv.bias", "decoder.conv_in.bias"}
+SMALL = 1e-3
+
+
 def randomize(model, seed):
     """Seeded weights of O(1) effect per layer: default inits leave zeros (norm biases, some zero_module
     convs) that would hide bugs, so every tensor is redrawn with fan-in scaling."""
@@ -51,6 +58,8 @@ def randomize(model, seed):
         if p.dim() == 1:
             if "norm" in name and name.endswith("weight"):
                 v = 1.0 + 0.2 * torch.randn(p.shape, generator=g)
+            elif name in SMALL_BIAS:
+                v = 1e-4 * torch.randn(p.shape, generator=g)
             else:
                 v = 0.2 * torch.randn(p.shape, generator=g)
         else:
@@ -84,11 +93,11 @@ def make_unet(name, seed, cfg, h, w, seq, text_dim, timestep):
     text_embeds = torch.randn(2, text_dim, generator=g)
     time_ids = torch.tensor([[h * 8, w * 8, 0, 0, h * 8, w * 8], [h * 8 + 16, w * 8, 8, 0, h * 8, w * 8]], dtype=torch.float32)
     t = torch.tensor([timestep], dtype=torch.float32)
-    out = model(sample, t, encoder_hidden_states=ehs,
-                added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+    run = lambda x: model(x, t, encoder_hidden_states=ehs,
+                          added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
     save_dir(name, plain_config(model), model.state_dict(),
              {"sample": sample, "timestep": t, "encoder_hidden_states": ehs, "text_embeds": text_embeds,
-              "time_ids": time_ids, "out": out})
+              "time_ids": time_ids, "out": run(sample), "out_small": run(sample * SMALL)})
 
 
 # A: two levels, both with attention, linear projections, non-default timestep flip/shift.
@@ -101,9 +110,9 @@ UNET_A = dict(
     projection_class_embeddings_input_dim=20 + 6 * 8, flip_sin_to_cos=False, freq_shift=1,
 )
 # B: three levels like SDXL (plain DownBlock2D first), conv projections, odd latent size (forces
-# diffusers' upsample_size path), deeper transformer at the last level.
+# diffusers' upsample_size path), deeper transformer at the last level, one resnet per level (other skip counts).
 UNET_B = dict(
-    sample_size=8, in_channels=4, out_channels=4, layers_per_block=2,
+    sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
     block_out_channels=(8, 8, 16),
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), mid_block_type="UNetMidBlock2DCrossAttn",
@@ -124,9 +133,9 @@ def make_vae(name, seed, h, w):
     randomize(model, seed)
     g = torch.Generator().manual_seed(seed + 1)
     z = torch.randn(2, VAE["latent_channels"], h, w, generator=g) * 2.0
-    out = model.decode(z).sample
     weights = {k: v for k, v in model.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
-    save_dir(name, plain_config(model), weights, {"latent": z, "out": out})
+    save_dir(name, plain_config(model), weights,
+             {"latent": z, "out": model.decode(z).sample, "out_small": model.decode(z * SMALL).sample})
 
 
 class UNet1024(torch.nn.Module):
@@ -221,7 +230,34 @@ def make_transparent(name, seed, h, w):
     out = model(pixel, latent)
     med = augmented(model, pixel, latent)
     config = dict(TD, in_channels=3, out_channels=4, latent_channels=4, latent_inject_level=3)
-    save_dir(name, config, model.state_dict(), {"pixel": pixel, "latent": latent, "out": out, "augmented": med})
+    save_dir(name, config, model.state_dict(), {"pixel": pixel, "latent": latent, "out": out, "augmented": med,
+                                                "out_small": model(pixel * SMALL, latent)})
+
+
+def make_blocks(name, seed):
+    """Transformer2DModel alone (linear and conv projections), with a tiny-variance input and a small
+    GroupNorm scale so its GroupNorm (eps 1e-6) and the blocks' LayerNorms (eps 1e-5) both see
+    variances near their eps: a wrong epsilon changes the output by far more than the tolerance."""
+    from diffusers.models.transformer_2d import Transformer2DModel
+    weights, io = {}, {}
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(2, 8, 3, 4, generator=g) * SMALL
+    ehs = torch.randn(2, 3, 6, generator=g)
+    io["x"], io["encoder_hidden_states"] = x, ehs
+    for i, linear in enumerate((True, False)):
+        tag = "t_lin" if linear else "t_conv"
+        m = Transformer2DModel(num_attention_heads=2, attention_head_dim=4, in_channels=8, num_layers=2,
+                               cross_attention_dim=6, norm_num_groups=4, use_linear_projection=linear).eval()
+        randomize(m, seed + 10 * i)
+        m.norm.weight.mul_(0.01)
+        m.norm.bias.mul_(0.01)
+        m.proj_in.bias.mul_(0.01)
+        weights.update({f"{tag}.{k}": v for k, v in m.state_dict().items()})
+        io[f"out_{tag}"] = m(x, encoder_hidden_states=ehs).sample
+    config = {"num_attention_heads": 2, "attention_head_dim": 4, "in_channels": 8, "num_layers": 2,
+              "cross_attention_dim": 6, "norm_num_groups": 4}
+    io["out"] = io["out_t_lin"]
+    save_dir(name, config, weights, io)
 
 
 if __name__ == "__main__":
@@ -229,5 +265,6 @@ if __name__ == "__main__":
     make_unet("unet_b", 2000, UNET_B, h=7, w=5, seq=4, text_dim=10, timestep=17.0)
     make_vae("vae", 3000, h=5, w=6)
     make_transparent("transparent", 4000, h=64, w=64)
+    make_blocks("blocks", 5000)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"total fixture size {total / 1e6:.2f} MB")
