@@ -214,7 +214,7 @@ public sealed partial class CpuOps : IOps
                 // subtract the mean before scaling: x * scale - mean * scale cancels when |mean| >> std
                 TensorPrimitives.Subtract(s, (float)mean, d);
                 ScaleShift(d, scale, shift, d);
-                if (fuseSilu) for (int i = 0; i < d.Length; i++) d[i] = SpecialFunctions.Silu(d[i]);
+                if (fuseSilu) Activations.Silu(d, d);
             }
         });
         return y;
@@ -276,26 +276,27 @@ public sealed partial class CpuOps : IOps
 
     // ---- activations ----------------------------------------------------------------------
 
-    CpuTensor Map(Tensor x, Func<float, float> f, string what)
+    delegate void SpanKernel(ReadOnlySpan<float> x, Span<float> dst);
+
+    CpuTensor Map(Tensor x, SpanKernel f, string what)
     {
         var cx = C(x, what);
         var y = New((int[])cx.Shape.Clone());
         int n = cx.Length;
-        const int Block = 4096;
+        const int Block = 8192;
         int blocks = (n + Block - 1) / Block;
-        For(blocks, Block * 8, bi =>
+        For(blocks, Block * 4, bi =>
         {
-            int s = bi * Block, e = Math.Min(n, s + Block);
-            var src = cx.Data; int so = cx.Offset; var dst = y.Data;
-            for (int i = s; i < e; i++) dst[i] = f(src[so + i]);
+            int s = bi * Block, len = Math.Min(n - s, Block);
+            f(new ReadOnlySpan<float>(cx.Data, cx.Offset + s, len), new Span<float>(y.Data, s, len));
         });
         return y;
     }
 
-    public Tensor Silu(Tensor x) => Map(x, SpecialFunctions.Silu, "Silu x");
+    public Tensor Silu(Tensor x) => Map(x, Activations.Silu, "Silu x");
     public Tensor Gelu(Tensor x, bool tanhApproximation = false) =>
-        Map(x, tanhApproximation ? SpecialFunctions.GeluTanh : SpecialFunctions.GeluErf, "Gelu x");
-    public Tensor QuickGelu(Tensor x) => Map(x, SpecialFunctions.QuickGelu, "QuickGelu x");
+        Map(x, tanhApproximation ? Activations.GeluTanh : Activations.GeluErf, "Gelu x");
+    public Tensor QuickGelu(Tensor x) => Map(x, Activations.QuickGelu, "QuickGelu x");
 
     public Tensor Geglu(Tensor x)
     {
@@ -308,8 +309,10 @@ public sealed partial class CpuOps : IOps
         For(rows, d * 8L, r =>
         {
             int s = cx.Offset + r * two;
-            for (int i = 0; i < d; i++)
-                y.Data[r * d + i] = cx.Data[s + i] * SpecialFunctions.GeluErf(cx.Data[s + d + i]);
+            var dst = new Span<float>(y.Data, r * d, d);
+            // diffusers GEGLU: hidden, gate = proj(x).chunk(2, dim=-1); hidden * gelu(gate)
+            Activations.GeluErf(new ReadOnlySpan<float>(cx.Data, s + d, d), dst);
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(cx.Data, s, d), dst, dst);
         });
         return y;
     }
@@ -354,29 +357,32 @@ public sealed partial class CpuOps : IOps
         int dh = hd / heads;
         float scale = 1f / MathF.Sqrt(dh);
         var y = New(b, m, hd);
-        For(b * heads * m, (long)n * dh * 4, idx =>
+        if (y.Length == 0) return y;
+        // Tiles of query rows per (batch, head): S = scale * Q K^T and O = softmax(S) V as two GEMMs
+        // straight from the [B, T, H*D] layouts (leading dimension H*D), one score tile per task.
+        const int Mt = 64;
+        int tiles = (m + Mt - 1) / Mt;
+        var serial = new ParallelOptions { MaxDegreeOfParallelism = 1 };
+        For(b * heads * tiles, (long)Math.Min(Mt, m) * n * dh * 4, task =>
         {
-            int i = idx % m, h = idx / m % heads, bi = idx / m / heads;
-            var scores = n <= 4096 ? stackalloc float[n] : new float[n];
-            var qrow = new ReadOnlySpan<float>(cq.Data, cq.Offset + (bi * m + i) * hd + h * dh, dh);
-            int jEnd = causal ? Math.Min(n, i + 1) : n;
-            for (int j = 0; j < n; j++)
+            int tile = task % tiles, h = task / tiles % heads, bi = task / tiles / heads;
+            int i0 = tile * Mt, mt = Math.Min(Mt, m - i0);
+            var scores = System.Buffers.ArrayPool<float>.Shared.Rent(mt * n);
+            try
             {
-                if (j >= jEnd) { scores[j] = float.NegativeInfinity; continue; }
-                float s = TensorPrimitives.Dot(qrow, new ReadOnlySpan<float>(ck.Data, ck.Offset + (bi * n + j) * hd + h * dh, dh)) * scale;
-                if (kb != null) s += kb.Data[kb.Offset + bi * n + j];
-                scores[j] = s;
+                Gemm.Run(serial, mt, n, dh, cq.Data, cq.Offset + (bi * m + i0) * hd + h * dh, hd,
+                    ck.Data, ck.Offset + bi * n * hd + h * dh, hd, true, scores, 0, n, scale);
+                for (int r = 0; r < mt && n > 0; r++)
+                {
+                    var row = new Span<float>(scores, r * n, n);
+                    if (kb != null) TensorPrimitives.Add(row, new ReadOnlySpan<float>(kb.Data, kb.Offset + bi * n, n), row);
+                    if (causal && i0 + r + 1 < n) row[(i0 + r + 1)..].Fill(float.NegativeInfinity);
+                    SoftmaxRow(row, row);
+                }
+                Gemm.Run(serial, mt, dh, n, scores, 0, n, cv.Data, cv.Offset + bi * n * hd + h * dh, hd, false,
+                    y.Data, (bi * m + i0) * hd + h * dh, hd);
             }
-            SoftmaxRow(scores, scores);
-            var orow = new Span<float>(y.Data, (bi * m + i) * hd + h * dh, dh);
-            orow.Clear();
-            for (int j = 0; j < n; j++)
-            {
-                float p = scores[j];
-                if (p == 0f) continue;
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(cv.Data, cv.Offset + (bi * n + j) * hd + h * dh, dh), p, orow, orow);
-            }
-            if (float.IsNaN(scores[0])) orow.Fill(float.NaN);
+            finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
         });
         return y;
     }
