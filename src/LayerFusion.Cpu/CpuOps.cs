@@ -25,6 +25,9 @@ public sealed partial class CpuOps : IOps
     public int MaxDegreeOfParallelism => _po.MaxDegreeOfParallelism;
     internal ParallelOptions ParallelOptions => _po;
 
+    /// <summary>Floats of im2col buffer per conv band (tests shrink it to exercise banding on small images).</summary>
+    internal int Im2ColBudget { get; init; } = 1 << 22;
+
     // ---- helpers --------------------------------------------------------------------------
 
     internal CpuTensor C(Tensor t, string what = "tensor")
@@ -140,42 +143,62 @@ public sealed partial class CpuOps : IOps
         var y = New(nB, co, oh, ow);
         int kdim = ci * kh * kw, hw = oh * ow;
         bool direct = kh == 1 && kw == 1 && stride == 1 && padding == 0;
-        float[]? cols = direct ? null : new float[(long)kdim * hw];
-        for (int n = 0; n < nB; n++)
+        // im2col a band of output rows at a time, bounding the column buffer at ~16 MB whatever the image size
+        int bandRows = direct ? oh : Math.Clamp(Im2ColBudget / Math.Max(1, kdim * ow), 1, oh);
+        float[]? cols = direct ? null : System.Buffers.ArrayPool<float>.Shared.Rent(kdim * bandRows * ow);
+        try
         {
-            float[] bData; int bOff;
-            if (direct) { bData = cx.Data; bOff = cx.Offset + n * ci * h * w; }
-            else
+            for (int n = 0; n < nB; n++)
             {
-                Im2Col(cx.Data, cx.Offset + n * ci * h * w, ci, h, w, kh, kw, stride, padding, oh, ow, cols!);
-                bData = cols!; bOff = 0;
-            }
-            int yOff = n * co * hw;
-            Gemm.Run(_po, co, hw, kdim, cw.Data, cw.Offset, kdim, bData, bOff, hw, false, y.Data, yOff, hw);
-            if (cb != null)
-            {
-                var yd = y.Data; var bd = cb.Data; int bo = cb.Offset;
-                For(co, hw, o => TensorPrimitives.Add(new ReadOnlySpan<float>(yd, yOff + o * hw, hw), bd[bo + o],
-                    new Span<float>(yd, yOff + o * hw, hw)));
+                int yOff = n * co * hw, xOff = cx.Offset + n * ci * h * w;
+                for (int oy0 = 0; oy0 < oh; oy0 += bandRows)
+                {
+                    int rows = Math.Min(bandRows, oh - oy0), cols0 = oy0 * ow, ncols = rows * ow;
+                    if (direct)
+                        Gemm.Run(_po, co, hw, kdim, cw.Data, cw.Offset, kdim, cx.Data, xOff, hw, false, y.Data, yOff, hw);
+                    else
+                    {
+                        Im2Col(cx.Data, xOff, ci, h, w, kh, kw, stride, padding, oy0, rows, ow, cols!);
+                        Gemm.Run(_po, co, ncols, kdim, cw.Data, cw.Offset, kdim, cols!, 0, ncols, false, y.Data, yOff + cols0, hw);
+                    }
+                }
+                if (cb != null)
+                {
+                    var yd = y.Data; var bd = cb.Data; int bo = cb.Offset;
+                    For(co, hw, o => TensorPrimitives.Add(new ReadOnlySpan<float>(yd, yOff + o * hw, hw), bd[bo + o],
+                        new Span<float>(yd, yOff + o * hw, hw)));
+                }
             }
         }
+        finally { if (cols != null) System.Buffers.ArrayPool<float>.Shared.Return(cols); }
         return y;
     }
 
-    void Im2Col(float[] x, int xOff, int ci, int h, int w, int kh, int kw, int stride, int pad, int oh, int ow, float[] cols)
+    /// <summary>cols[r, (oy - oy0) * ow + ox] = x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside),
+    /// r = (c, ky, kx), for output rows oy in [oy0, oy0 + rows).</summary>
+    void Im2Col(float[] x, int xOff, int ci, int h, int w, int kh, int kw, int stride, int pad, int oy0, int rows, int ow, float[] cols)
     {
-        int hw = oh * ow;
-        For(ci * kh * kw, hw, r =>
+        int ncols = rows * ow;
+        For(ci * kh * kw, ncols, r =>
         {
             int c = r / (kh * kw), ky = r / kw % kh, kx = r % kw;
-            int dst = r * hw;
+            int dst = r * ncols;
             int src = xOff + c * h * w;
-            for (int oy = 0; oy < oh; oy++)
+            for (int oy = 0; oy < rows; oy++)
             {
-                int iy = oy * stride - pad + ky;
+                int iy = (oy0 + oy) * stride - pad + ky;
                 int rowDst = dst + oy * ow;
                 if ((uint)iy >= (uint)h) { Array.Clear(cols, rowDst, ow); continue; }
                 int rowSrc = src + iy * w;
+                if (stride == 1)
+                {
+                    // valid ox range where 0 <= ox - pad + kx < w; zero the padded edges, copy the middle
+                    int lo = Math.Clamp(pad - kx, 0, ow), hi = Math.Clamp(w + pad - kx, lo, ow);
+                    if (lo > 0) Array.Clear(cols, rowDst, lo);
+                    if (hi > lo) Array.Copy(x, rowSrc + lo - pad + kx, cols, rowDst + lo, hi - lo);
+                    if (hi < ow) Array.Clear(cols, rowDst + hi, ow - hi);
+                    continue;
+                }
                 for (int ox = 0; ox < ow; ox++)
                 {
                     int ix = ox * stride - pad + kx;
