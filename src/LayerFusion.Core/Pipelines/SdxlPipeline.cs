@@ -279,22 +279,48 @@ public sealed class SdxlPipeline : IDisposable
     public SdxlResult Generate(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        ResolveSize(request.Width, request.Height);
+        lock (_gate)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var encoding = EncodePrompt(request.Prompt, request.NegativePrompt, request.Prompt2, request.NegativePrompt2, request.ClipSkip);
+            return Generate(request, encoding, progress, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> with precomputed text
+    /// embeddings (diffusers' prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds and
+    /// negative_pooled_prompt_embeds arguments): the request's prompts are ignored. Not disposed here.
+    /// </summary>
+    public SdxlResult Generate(SdxlRequest request, SdxlTextEncoding encoding, IProgress<StepProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(encoding);
         var (height, width) = ResolveSize(request.Width, request.Height);
         if (request.Steps < 1) throw new UserInputException($"steps must be at least 1, got {request.Steps}");
         if (request.NumImages < 1) throw new UserInputException($"the number of images must be at least 1, got {request.NumImages}");
         if (!float.IsFinite(request.GuidanceScale)) throw new UserInputException($"guidance scale must be a finite number, got {request.GuidanceScale}");
         var scheduler = CreateScheduler(request.Sampler);
+        int n = request.NumImages, lh = height / VaeScaleFactor, lw = width / VaeScaleFactor;
+        long latentCount = (long)n * LatentChannels * lh * lw;
+        if (request.InitialNoise is { } given && given.Length != latentCount)
+            throw new UserInputException($"initial noise has {given.Length} values; {n} x {LatentChannels} x {lh} x {lw} = {latentCount} are needed");
 
         lock (_gate)
         {
             cancellationToken.ThrowIfCancellationRequested();
             scheduler.SetTimesteps(request.Steps);
-            int n = request.NumImages, lh = height / VaeScaleFactor, lw = width / VaeScaleFactor;
             bool guided = UsesGuidance(request.GuidanceScale);
-
-            using var encoding = EncodePrompt(request.Prompt, request.NegativePrompt, request.Prompt2, request.NegativePrompt2, request.ClipSkip);
             using var conditioning = CreateConditioning(encoding, n, height, width, guided);
-            var latents = InitialLatents(request.Seed, n, lh, lw, scheduler.InitNoiseSigma);
+            float[] latents;
+            if (request.InitialNoise is { } noise0)
+            {
+                latents = new float[noise0.Length];
+                for (int i = 0; i < latents.Length; i++) latents[i] = noise0[i] * scheduler.InitNoiseSigma;
+            }
+            else latents = InitialLatents(request.Seed, n, lh, lw, scheduler.InitNoiseSigma);
 
             var clock = Stopwatch.StartNew();
             for (int i = 0; i < scheduler.StepCount; i++)

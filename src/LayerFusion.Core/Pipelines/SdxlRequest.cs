@@ -28,6 +28,9 @@ public sealed record SdxlRequest
     public int NumImages { get; init; } = 1;
     /// <summary>diffusers' clip_skip (0 = hidden_states[-2], SDXL's default).</summary>
     public int ClipSkip { get; init; }
+    /// <summary>diffusers' <c>latents</c> argument: unit Gaussian noise [NumImages, C, h, w] used instead of
+    /// the seeded draw (still multiplied by init_noise_sigma). Null: <see cref="Seed"/>'s noise.</summary>
+    public float[]? InitialNoise { get; init; }
 }
 
 /// <summary>Reported after each denoising step.</summary>
