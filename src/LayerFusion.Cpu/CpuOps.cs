@@ -118,9 +118,14 @@ public sealed partial class CpuOps : IOps
         int batch = Prod(ca.Shape.AsSpan(0, ca.Rank - 2));
         var shape = (int[])ca.Shape.Clone(); shape[^1] = n;
         var y = New(shape);
-        for (int bi = 0; bi < batch; bi++)
-            Gemm.Run(_po, m, n, k, ca.Data, ca.Offset + bi * m * k, k, cb.Data, cb.Offset + bi * k * n,
-                transposeB ? k : n, transposeB, y.Data, bi * m * n, n, alpha);
+        // many small products (per-head attention maps): one serial GEMM per batch entry, batches in parallel;
+        // few large ones: batches in sequence, each GEMM parallel inside
+        bool perBatch = batch > 1 && (long)m * n * k < 1L << 22;
+        var inner = perBatch ? new ParallelOptions { MaxDegreeOfParallelism = 1 } : _po;
+        void One(int bi) => Gemm.Run(inner, m, n, k, ca.Data, ca.Offset + bi * m * k, k, cb.Data, cb.Offset + bi * k * n,
+            transposeB ? k : n, transposeB, y.Data, bi * m * n, n, alpha);
+        if (perBatch) For(batch, (long)m * n * k, One);
+        else for (int bi = 0; bi < batch; bi++) One(bi);
         return y;
     }
 
