@@ -146,7 +146,7 @@ internal static class Gemm
     }
 
     /// <summary>Bp[k * NR + j] = op(B)[pc + k, j0 + j] for j &lt; nr, zero for nr &lt;= j &lt; NR.</summary>
-    static void PackB(float[] b, int bOff, int ldb, bool transB, int pc, int kc, int j0, int nr, int NR, float[] bp, int dst)
+    static unsafe void PackB(float[] b, int bOff, int ldb, bool transB, int pc, int kc, int j0, int nr, int NR, float[] bp, int dst)
     {
         if (!transB)
         {
@@ -159,13 +159,52 @@ internal static class Gemm
         }
         else
         {
+            int j8 = 0, p8 = 0;
+            if (Avx.IsSupported)
+            {
+                // 8 x 8 blocks through an AVX register transpose; the ragged edges below go scalar
+                j8 = nr / 8 * 8; p8 = kc / 8 * 8;
+                for (int j = 0; j < j8; j += 8)
+                    for (int p = 0; p < p8; p += 8)
+                        Transpose8x8(b, bOff + (j0 + j) * ldb + pc + p, ldb, bp, dst + p * NR + j, NR);
+            }
             for (int j = 0; j < nr; j++)
             {
                 int src = bOff + (j0 + j) * ldb + pc;
-                for (int p = 0; p < kc; p++) bp[dst + p * NR + j] = b[src + p];
+                for (int p = j < j8 ? p8 : 0; p < kc; p++) bp[dst + p * NR + j] = b[src + p];
             }
             if (nr < NR)
                 for (int p = 0; p < kc; p++) Array.Clear(bp, dst + p * NR + nr, NR - nr);
+        }
+    }
+
+    /// <summary>dst[p * ldd + j] = src[j * lds + p] for an 8 x 8 block.</summary>
+    static unsafe void Transpose8x8(float[] src, int s, int lds, float[] dst, int d, int ldd)
+    {
+        fixed (float* sp0 = &src[s], dp0 = &dst[d])
+        {
+            float* sp = sp0;
+            var r0 = Avx.LoadVector256(sp); var r1 = Avx.LoadVector256(sp + lds);
+            var r2 = Avx.LoadVector256(sp + 2 * lds); var r3 = Avx.LoadVector256(sp + 3 * lds);
+            var r4 = Avx.LoadVector256(sp + 4 * lds); var r5 = Avx.LoadVector256(sp + 5 * lds);
+            var r6 = Avx.LoadVector256(sp + 6 * lds); var r7 = Avx.LoadVector256(sp + 7 * lds);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+            var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            float* dp = dp0;
+            Avx.Store(dp, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(dp + ldd, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(dp + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(dp + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(dp + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(dp + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(dp + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(dp + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
         }
     }
 
