@@ -160,7 +160,7 @@ public sealed class UNet2DConditionModel
         // every ResnetBlock2D applies SiLU to temb before its projection
         Tensor tembSilu;
         using (emb) tembSilu = ops.Silu(emb);
-        using var _t = tembSilu;
+        using var tembLifetime = tembSilu;
 
         var skips = new List<Tensor> { Nn.Conv2d(_p, "conv_in", sample, c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, 1, (c.ConvInKernel - 1) / 2) };
         try
