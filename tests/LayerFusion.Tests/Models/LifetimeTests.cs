@@ -20,7 +20,7 @@ public class LifetimeTests
     {
         using var fx = new ModelFixture(name);
         var ops = new LifetimeCheckingOps(new CpuBackend());
-        var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), UNetConfig.Read(fx.Config));
+        var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), UNet2DConditionModel.ReadConfig(fx.Config));
         using var sample = fx.Input(ops, "sample");
         using var ehs = fx.Input(ops, "encoder_hidden_states");
         using var te = fx.Input(ops, "text_embeds");
@@ -39,7 +39,7 @@ public class LifetimeTests
     {
         using var fx = new ModelFixture("vae");
         var ops = new LifetimeCheckingOps(new CpuBackend());
-        var vae = new AutoencoderKL(fx.Store(ops, "vae"), AutoencoderKLConfig.Read(fx.Config));
+        var vae = new AutoencoderKL(fx.Store(ops, "vae"), AutoencoderKL.ReadConfig(fx.Config));
         using var z = fx.Input(ops, "latent");
         using (var y = vae.Decode(z))
         {

@@ -12,7 +12,7 @@ public class VaeTransparentParityTests
     {
         using var fx = new ModelFixture("vae");
         var ops = new CpuBackend();
-        var vae = new AutoencoderKL(fx.Store(ops, "vae"), AutoencoderKLConfig.Read(fx.Config));
+        var vae = new AutoencoderKL(fx.Store(ops, "vae"), AutoencoderKL.ReadConfig(fx.Config));
         using var z = fx.Input(ops, "latent");
         using var y = vae.Decode(z);
         Assert.Equal(fx.Shape("out"), y.Shape);

@@ -26,6 +26,20 @@ public sealed class AutoencoderKL
     public AutoencoderKLConfig Config { get; }
     public Decoder Decoder { get; }
 
+    /// <summary><see cref="AutoencoderKLConfig.Read"/> plus a check that the decoder is the one implemented
+    /// (UpDecoderBlock2D levels, group norms, the mid-block attention).</summary>
+    public static AutoencoderKLConfig ReadConfig(ConfigReader r)
+    {
+        UnsupportedConfig.Check(r, "AutoencoderKL decoder",
+        [
+            UnsupportedConfig.AllStrings("up_block_types", "UpDecoderBlock2D"),
+            UnsupportedConfig.MustBe("norm_type", "group"),
+            new UnsupportedConfig.Rule("mid_block_add_attention", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
+            new UnsupportedConfig.Rule("use_post_quant_conv", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
+        ]);
+        return AutoencoderKLConfig.Read(r);
+    }
+
     /// <summary>Processor for the mid-block attention (default: plain SDPA).</summary>
     public IAttentionProcessor Processor { get; set; } = SdpaAttentionProcessor.Instance;
 
