@@ -52,7 +52,12 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
 
     readonly HashSet<Storage> _live = new(ReferenceEqualityComparer.Instance);
 
+    readonly HashSet<string> _uploaded = new();
+
     public int LiveCount { get { lock (_live) return _live.Count; } }
+
+    /// <summary>Names of every checkpoint tensor uploaded so far.</summary>
+    public IReadOnlySet<string> Uploaded { get { lock (_uploaded) return _uploaded.ToHashSet(); } }
 
     Tensor Use(Tensor t)
     {
@@ -74,7 +79,11 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
     public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape) => Wrap(inner.FromHost(data, shape));
     public float[] ToHost(Tensor x) => inner.ToHost(Use(x));
     public Tensor Zeros(params int[] shape) => Wrap(inner.Zeros(shape));
-    public Tensor Upload(WeightTensor weight) => Wrap(inner.Upload(weight), weight: true);
+    public Tensor Upload(WeightTensor weight)
+    {
+        lock (_uploaded) _uploaded.Add(weight.Name);
+        return Wrap(inner.Upload(weight), weight: true);
+    }
     public Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) => Wrap(inner.Linear(Use(x), Use(weight), UseOpt(bias)));
     public Tensor MatMul(Tensor a, Tensor b, bool transposeB = false, float alpha = 1) => Wrap(inner.MatMul(Use(a), Use(b), transposeB, alpha));
     public Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, int stride = 1, int padding = 0) =>

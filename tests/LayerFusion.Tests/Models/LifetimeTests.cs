@@ -9,7 +9,8 @@ namespace LayerFusion.Tests.Models;
 /// <summary>
 /// The models under a backend that frees storage on Dispose: no use after dispose, no double or
 /// view dispose, inputs and weights untouched, results equal to the plain CPU run, and every
-/// intermediate released (only the inputs and the one result stay alive).
+/// intermediate released (only the inputs and the one result stay alive); and every tensor of the
+/// checkpoint is used.
 /// </summary>
 public class LifetimeTests
 {
@@ -32,6 +33,8 @@ public class LifetimeTests
         }
         Assert.Equal(3, ops.LiveCount);
         Assert.Equal(fx.Values("sample"), ops.ToHost(sample));
+        // every checkpoint tensor takes part: no layer of diffusers' model is missing from the graph
+        Assert.Equal(fx.Weights.Keys.Order(), ops.Uploaded.Order());
     }
 
     [Fact]
@@ -44,9 +47,11 @@ public class LifetimeTests
         using (var y = vae.Decode(z))
         {
             Assert.Equal(2, ops.LiveCount);
+        Assert.Equal(fx.Weights.Keys.Order(), ops.Uploaded.Order());
             ModelFixture.AssertClose(ops.ToHost(y), fx.Values("out"));
         }
         Assert.Equal(1, ops.LiveCount);
+        Assert.Equal(fx.Weights.Keys.Order(), ops.Uploaded.Order());
     }
 
     [Fact]
@@ -68,5 +73,6 @@ public class LifetimeTests
             ModelFixture.AssertClose(ops.ToHost(y), fx.Values("augmented"));
         }
         Assert.Equal(2, ops.LiveCount);
+        Assert.Equal(fx.Weights.Keys.Order(), ops.Uploaded.Order());
     }
 }
