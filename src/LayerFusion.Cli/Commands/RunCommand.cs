@@ -44,11 +44,16 @@ internal static class RunCommand
         var component = new Argument<string>("COMPONENT") { Description = string.Join(" | ", Components) };
         var model = new Option<string?>("--model") { Description = "SDXL checkpoint (diffusers folder or single file); for transparent-decode, the folder holding the LayerDiffuse files unless --layerdiffuse is given." };
         var layerDiffuse = new Option<string?>("--layerdiffuse") { Description = "transparent-decode: the transparent decoder file, or a folder holding ld_diffusers_sdxl_vae_transparent_decoder.safetensors." };
-        var inputs = new Option<string>("--inputs") { Description = "Input tensors (.safetensors); names per component, see docs.", Required = true };
+        var inputs = new Option<string>("--inputs") { Description = "Input tensors (.safetensors), named as above.", Required = true };
         var output = new Option<string>("--out") { Description = "Output tensors (.safetensors, written atomically).", Required = true };
         var singlePass = new Option<bool>("--single-pass") { Description = "transparent-decode: one pass instead of LayerDiffuse's 8-way flip/rotation median." };
         var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cpu)." };
-        var command = new Command("run", "Run one model component on tensors from a safetensors file (reference runs for parity checks).")
+        var command = new Command("run", "Run one model component on tensors from a safetensors file (reference runs for parity checks). " +
+            "Tensors: unet: sample, timestep, encoder_hidden_states, text_embeds, time_ids -> out_sample; " +
+            "vae-decode: latent (unscaled) -> out_sample; " +
+            "text-encode: input_ids and/or input_ids_2 -> hidden_states(_2), pooler_output(_2), text_embeds_2, " +
+            "or metadata prompt [negative_prompt] -> prompt_embeds, pooled_prompt_embeds, negative_prompt_embeds, negative_pooled_prompt_embeds; " +
+            "transparent-decode: pixel ([0,1]), latent (unscaled) -> out_sample (alpha, R, G, B).")
         {
             component, model, layerDiffuse, inputs, output, singlePass, backend,
         };
