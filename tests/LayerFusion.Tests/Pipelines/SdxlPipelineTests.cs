@@ -147,6 +147,19 @@ public sealed class SdxlPipelineTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     }
 
     [Fact]
+    public void SingleFileLayoutGivesTheSameImageAsTheDiffusersFolder()
+    {
+        string single = Path.Combine(tiny.Root, "single");
+        LayerFusion.WeightsLoader.Tiny.TinyCheckpoint.Write(single, LayerFusion.WeightsLoader.Checkpoints.CheckpointLayout.SingleFile, 5);
+        using var a = SdxlPipeline.Open(tiny.Default, new CpuBackend());
+        using var b = SdxlPipeline.Open(single, new CpuBackend());
+        var ra = a.Generate(Request(steps: 2), null, Ct);
+        var rb = b.Generate(Request(steps: 2), null, Ct);
+        Assert.Equal(ra.Latents, rb.Latents);
+        Assert.Equal(ra.Images[0].Pixels, rb.Images[0].Pixels);
+    }
+
+    [Fact]
     public void InitialLatentsAreSeededNoiseTimesInitNoiseSigma()
     {
         using var pipeline = SdxlPipeline.Open(tiny.Default, new CpuBackend());
