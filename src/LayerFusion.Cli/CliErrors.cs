@@ -8,5 +8,7 @@ internal static class CliErrors
     public static bool IsUserFacing(Exception e) => e is UserInputException or FileNotFoundException
         or DirectoryNotFoundException or UnauthorizedAccessException or IOException;
 
-    public static string OneLine(Exception e) => e.Message.ReplaceLineEndings(" ");
+    public static string OneLine(Exception e) => OneLine(e.Message);
+
+    public static string OneLine(string message) => message.ReplaceLineEndings(" ");
 }

@@ -15,12 +15,29 @@ public static class Program
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         try
         {
-            return root.Parse(args).Invoke(config);
+            var parsed = root.Parse(args);
+            // Command-line mistakes are bad input like any other: one line naming the problem, exit 2
+            // (System.CommandLine would print the whole help and exit 1).
+            if (parsed.Errors.Count > 0)
+            {
+                var messages = string.Join("; ", parsed.Errors.Select(e => CliErrors.OneLine(e.Message).TrimEnd('.')).Distinct());
+                stderr.WriteLine($"error: {messages} (see 'layerfusion {CommandPath(parsed)} --help')");
+                return 2;
+            }
+            return parsed.Invoke(config);
         }
         catch (Exception e) when (CliErrors.IsUserFacing(e))
         {
             stderr.WriteLine($"error: {CliErrors.OneLine(e)}");
             return 2;
         }
+    }
+
+    static string CommandPath(ParseResult parsed)
+    {
+        var names = new List<string>();
+        for (var r = parsed.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            if (r.Command is not RootCommand) names.Insert(0, r.Command.Name);
+        return string.Join(' ', names).Trim();
     }
 }
