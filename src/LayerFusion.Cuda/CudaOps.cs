@@ -141,6 +141,18 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         return t;
     }
 
+    /// <summary>Sets every element of <paramref name="x"/> to <paramref name="value"/> (stream-ordered); NaN poisons.</summary>
+    public void Fill(Tensor x, float value)
+    {
+        var t = Dev(x);
+        if (t.ElementCount == 0) return;
+        var one = HostConvert.Encode([value], Storage);
+        if (Storage == StorageType.F32)
+            Driver.Check(Driver.cuMemsetD32Async(t.Ptr, BitConverter.ToUInt32(one), (nuint)t.ElementCount, Device.Stream), "cuMemsetD32Async");
+        else
+            Driver.Check(Driver.cuMemsetD16Async(t.Ptr, BitConverter.ToUInt16(one), (nuint)t.ElementCount, Device.Stream), "cuMemsetD16Async");
+    }
+
     void Poison(CudaTensor t)
     {
         uint nan = HostConvert.NanBits(Storage);

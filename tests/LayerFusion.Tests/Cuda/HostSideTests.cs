@@ -169,3 +169,17 @@ static class Let_
 {
     public static TR Let<T, TR>(this T x, Func<T, TR> f) => f(x);
 }
+
+public class Reference64Tests
+{
+    [Theory]
+    [InlineData(0.0, 0.0)]
+    [InlineData(0.5, 0.5204998778130465)]
+    [InlineData(1.0, 0.8427007929497149)]
+    [InlineData(-2.0, -0.9953222650189527)]
+    [InlineData(2.9, 0.9999589021219005)]
+    [InlineData(3.5, 0.9999992569016276)]
+    [InlineData(-5.0, -0.9999999999984626)]
+    public void Erf_matches_tabulated_values(double x, double expected) =>
+        Assert.Equal(expected, Reference64.Erf(x), 1e-13);
+}
