@@ -54,6 +54,23 @@ public sealed unsafe class CudaOps : IOps, IDisposable
     /// <summary>Opens device 0 and a backend on it; throws <see cref="CudaUnavailableException"/> when CUDA cannot run here.</summary>
     public static CudaOps Create(StorageType storage = StorageType.F16) => new(CudaDevice.Open(), storage);
 
+    /// <summary>
+    /// For the CLI's default backend choice: a backend on device 0, or null and the one-line reason
+    /// (missing library, no device) to print once before falling back to the CPU backend.
+    /// </summary>
+    public static CudaOps? TryCreate(StorageType storage, out string reason)
+    {
+        var device = CudaDevice.TryOpen(out reason);
+        if (device is null) return null;
+        try { return new CudaOps(device, storage); }
+        catch (CudaUnavailableException e)
+        {
+            device.Dispose();
+            reason = e.Message;
+            return null;
+        }
+    }
+
     public CudaDevice Device { get; }
     public StorageType Storage { get; }
     public KernelCache Cache { get; }

@@ -90,8 +90,15 @@ public class NvrtcCompileTests
 
     internal static string RepoRoot()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "LayerFusion.Native.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new DirectoryNotFoundException("repository root (LayerFusion.Native.sln) not found above the test binaries");
+        // LAYERFUSION_REPO_ROOT (perf/device-check.sh), above the test binaries (dotnet test), or above the working directory
+        var given = Environment.GetEnvironmentVariable("LAYERFUSION_REPO_ROOT");
+        if (!string.IsNullOrEmpty(given) && File.Exists(Path.Combine(given, "LayerFusion.Native.sln"))) return given;
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        {
+            var dir = new DirectoryInfo(start);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "LayerFusion.Native.sln"))) dir = dir.Parent;
+            if (dir is not null) return dir.FullName;
+        }
+        throw new DirectoryNotFoundException("repository root (LayerFusion.Native.sln) not found above the test binaries or the working directory");
     }
 }
