@@ -71,7 +71,9 @@ internal static class RunCommand
                 throw new UserInputException($"run {which}: --model is required");
             if (which == "transparent-decode" && string.IsNullOrEmpty(modelPath) && string.IsNullOrEmpty(ldPath))
                 throw new UserInputException("run transparent-decode: --layerdiffuse (or --model with the LayerDiffuse files) is required");
-            var ops = BackendFactory.Create(parse.GetValue(backend), parse.InvocationConfiguration.Error);
+            var backends = BackendFactory.CreatePair(parse.GetValue(backend), parse.InvocationConfiguration.Error);
+            // decoders run where the VAE runs (fp32 on a GPU: SDXL's VAE overflows in fp16)
+            var ops = which is "vae-decode" or "transparent-decode" ? backends.Vae : backends.Main;
 
             using var input = SafeTensorsFile.Open(inPath);
             var results = which switch

@@ -51,10 +51,10 @@ internal static class SdxlCommand
             var outPath = parse.GetRequiredValue(output);
             CheckOutput(outPath, ".png");
             var backendName = parse.GetValue(backend);
-            var ops = BackendFactory.Create(backendName, stderr);
+            var backends = BackendFactory.CreatePair(backendName, stderr);
 
             var modelPath = BuiltInModel.Resolve(parse.GetValue(model), stderr);
-            using var pipeline = SdxlPipeline.Open(modelPath, ops);
+            using var pipeline = SdxlPipeline.Open(modelPath, backends.Main, new SdxlPipelineOptions { VaeOps = backends.Vae });
             var request = new SdxlRequest
             {
                 Prompt = text,

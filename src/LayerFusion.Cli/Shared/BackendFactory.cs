@@ -1,32 +1,59 @@
 using LayerFusion.Core.Tensors;
 using LayerFusion.Cpu;
+using LayerFusion.Cuda;
+using LayerFusion.Cuda.Interop;
+using LayerFusion.Cuda.Runtime;
 using LayerFusion.WeightsLoader;
 
 namespace LayerFusion.Cli.Shared;
 
 /// <summary>
-/// The one place the CLI turns `--backend` into an <see cref="IOps"/>. cpu: the reference backend.
-/// cuda: not wired in this build yet (the CUDA backend lands separately; the integrator replaces
-/// <see cref="CreateCuda"/>). No name: cpu for now; once CUDA is wired, cuda when a device is
-/// usable, else cpu, said once on <c>stderr</c>.
+/// The one place the CLI turns `--backend` into backends. cpu: the reference backend. cuda: the
+/// NVRTC/cuBLAS backend (fp16 storage; the VAE on a second, fp32 instance because SDXL's VAE
+/// overflows in fp16). No name: cuda when a device is usable, else cpu, and the reason said once
+/// on stderr.
 /// </summary>
 internal static class BackendFactory
 {
     public static readonly string[] Names = ["cpu", "cuda"];
 
-    public static IOps Create(string? name, TextWriter stderr)
+    /// <summary>The backend for the denoiser and text encoders, and the one for the VAE (same object on the CPU).</summary>
+    public sealed record Backends(IOps Main, IOps Vae);
+
+    public static IOps Create(string? name, TextWriter stderr) => CreatePair(name, stderr).Main;
+
+    public static Backends CreatePair(string? name, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(stderr);
-        return name?.Trim().ToLowerInvariant() switch
+        switch (name?.Trim().ToLowerInvariant())
         {
-            null or "" or "auto" => new CpuOps(),
-            "cpu" => new CpuOps(),
-            "cuda" or "gpu" => CreateCuda(),
-            var other => throw new UserInputException($"--backend must be one of {string.Join(", ", Names)}, not '{other}'"),
-        };
+            case null or "" or "auto":
+                var cuda = CudaOps.TryCreate(StorageType.F16, out var reason);
+                if (cuda is not null) return new Backends(cuda, new CudaOps(cuda.Device, StorageType.F32, cuda.Cache));
+                stderr.WriteLine($"note: using the CPU backend ({OneLine(reason)})");
+                return Cpu();
+            case "cpu":
+                return Cpu();
+            case "cuda" or "gpu":
+                try
+                {
+                    var main = CudaOps.Create(StorageType.F16);
+                    return new Backends(main, new CudaOps(main.Device, StorageType.F32, main.Cache));
+                }
+                catch (CudaUnavailableException e)
+                {
+                    throw new UserInputException($"--backend cuda: {OneLine(e.Message)}");
+                }
+            case var other:
+                throw new UserInputException($"--backend must be one of {string.Join(", ", Names)}, not '{other}'");
+        }
     }
 
-    /// <summary>Throws until the CUDA backend is part of this build.</summary>
-    static IOps CreateCuda() => throw new UserInputException(
-        "--backend cuda: the CUDA backend is not available in this build (no CUDA device support compiled in); use --backend cpu");
+    static Backends Cpu()
+    {
+        var cpu = new CpuOps();
+        return new Backends(cpu, cpu);
+    }
+
+    static string OneLine(string s) => s.ReplaceLineEndings(" ").TrimEnd('.');
 }

@@ -21,6 +21,9 @@ public sealed record SdxlPipelineOptions
     public bool PreloadWeights { get; init; } = true;
     /// <summary>Overrides model_index.json's force_zeros_for_empty_prompt (absent there: true, as SDXL base).</summary>
     public bool? ForceZerosForEmptyPrompt { get; init; }
+    /// <summary>The backend the VAE runs on, when it differs from the UNet's: SDXL's VAE overflows in
+    /// fp16, so a GPU backend decodes on an fp32 or bf16 instance (DESIGN.md §4). Null: the same backend.</summary>
+    public IOps? VaeOps { get; init; }
 }
 
 /// <summary>
@@ -101,7 +104,7 @@ public sealed class SdxlPipeline : IDisposable
             $"{checkpoint.SourcePath}: missing component tokenizer_2 (no tokenizer_2/ folder with vocab.json and merges.txt)");
 
         var unetStore = new ParameterStore(ops, checkpoint.Unet.Weights, checkpoint.Unet.Name);
-        var vaeStore = new ParameterStore(ops, checkpoint.Vae.Weights, checkpoint.Vae.Name);
+        var vaeStore = new ParameterStore(options.VaeOps ?? ops, checkpoint.Vae.Weights, checkpoint.Vae.Name);
         var te1Store = new ParameterStore(ops, checkpoint.TextEncoder.Weights, checkpoint.TextEncoder.Name);
         var te2Store = new ParameterStore(ops, checkpoint.TextEncoder2.Weights, checkpoint.TextEncoder2.Name);
 
@@ -235,7 +238,7 @@ public sealed class SdxlPipeline : IDisposable
         float scale = (float)Vae.Config.ScalingFactor;
         // torch: float32 tensor / python float -> division by the float32 scalar, element by element
         for (int i = 0; i < z.Length; i++) z[i] = latents[i] / scale;
-        return Ops.FromHost(z, images, LatentChannels, latentHeight, latentWidth);
+        return Vae.Ops.FromHost(z, images, LatentChannels, latentHeight, latentWidth);
     }
 
     /// <summary>vae.decode(latents / scaling_factor): RGB in about [-1, 1], [images, 3, H, W]. The CPU

@@ -6,7 +6,16 @@ namespace LayerFusion.Tests.Cli;
 
 public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
 {
+    /// <summary>Runs the CLI in-process. Commands that take --backend run on the CPU unless the test
+    /// names a backend: the automatic choice adds a note line where no GPU is usable (tested separately).</summary>
     internal static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        if (args.Length > 0 && args[0] is "sdxl" or "run" or "generate" && !args.Contains("--backend"))
+            args = [.. args, "--backend", "cpu"];
+        return RunExactly(args);
+    }
+
+    internal static (int Code, string Out, string Err) RunExactly(params string[] args)
     {
         var o = new StringWriter();
         var e = new StringWriter();
@@ -91,7 +100,6 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             (["sdxl", "--model", tiny.Default, "--prompt-file", Out("missing.txt"), "--out", png], "--prompt-file"),
             (["sdxl", "--model", tiny.Default, "--prompt-file", tiny.Root, "--out", png], "--prompt-file"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--sampler", "heun", "--out", png], "unknown sampler 'heun'"),
-            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "cuda", "--out", png], "not available"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "tpu", "--out", png], "--backend"),
             (["sdxl", "--model", tiny.Default, "--out", png], "prompt"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--out", Path.Combine(tiny.Root, "nope", "x.png")], "does not exist"),
@@ -107,6 +115,41 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             Assert.DoesNotContain("   at ", r.Err);
             Assert.False(File.Exists(png));
         }
+    }
+
+    [Fact]
+    public void WithoutBackendACudaDeviceIsUsedWhenUsableElseCpuSaidOnce()
+    {
+        var cuda = LayerFusion.Cuda.CudaOps.TryCreate(LayerFusion.Cuda.Runtime.StorageType.F16, out var reason);
+        cuda?.Dispose();
+        string png = Out("auto-backend.png");
+        var r = RunExactly("sdxl", "--model", tiny.Default, "--prompt", "x", "--steps", "1", "--out", png);
+        Assert.True(r.Code == 0, r.Err);
+        var notes = Lines(r.Err).Where(l => l.Contains("using the CPU backend")).ToArray();
+        if (cuda is null)
+        {
+            Assert.Single(notes);
+            Assert.StartsWith("note: ", notes[0]);
+        }
+        else Assert.Empty(notes);
+        Assert.True(File.Exists(png));
+    }
+
+    [Fact]
+    public void ExplicitCudaWithoutAUsableDeviceIsOneLineExitTwo()
+    {
+        var cuda = LayerFusion.Cuda.CudaOps.TryCreate(LayerFusion.Cuda.Runtime.StorageType.F16, out _);
+        if (cuda is not null)
+        {
+            cuda.Dispose();
+            Assert.Skip("a CUDA device is usable here: --backend cuda succeeds, so its error path cannot be exercised");
+        }
+        string png = Out("cuda.png");
+        var r = RunExactly("sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "cuda", "--out", png);
+        Assert.Equal(2, r.Code);
+        var line = Assert.Single(Lines(r.Err));
+        Assert.StartsWith("error: --backend cuda: ", line);
+        Assert.False(File.Exists(png));
     }
 
     [Fact]

@@ -28,6 +28,8 @@ public sealed class AutoencoderKL
 
     public AutoencoderKLConfig Config { get; }
     public Decoder Decoder { get; }
+    /// <summary>The backend this VAE's weights live on (may differ from the UNet's: fp32/bf16 on a GPU).</summary>
+    public IOps Ops => _p.Ops;
 
     /// <summary><see cref="AutoencoderKLConfig.Read"/> plus a check that the decoder is the one implemented
     /// (UpDecoderBlock2D levels, group norms, the mid-block attention).</summary>
