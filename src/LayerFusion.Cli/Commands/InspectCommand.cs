@@ -106,6 +106,8 @@ internal static class InspectCommand
     static JsonNode? TokenizerInfo(TokenizerFiles? t)
     {
         if (t is null) return null;
+        // Same bounds as the tokenizer loader (ClipTokenizer): a giant merges.txt is refused, not streamed.
+        if (new FileInfo(t.MergesTxt).Length > MaxTokenizerFileBytes) throw new UserInputException($"{t.MergesTxt}: larger than 64 MiB");
         int merges = File.ReadLines(t.MergesTxt).Skip(1).Count(l => l.Length > 0);
         int vocab = (ReadJson(t.VocabJson) as JsonObject)?.Count ?? throw new UserInputException($"{t.VocabJson}: not a JSON object");
         string? pad = null;
@@ -114,10 +116,13 @@ internal static class InspectCommand
         return new JsonObject { ["dir"] = t.Directory, ["vocab"] = vocab, ["merges"] = merges, ["pad_token"] = pad };
     }
 
+    const long MaxTokenizerFileBytes = 64L << 20;
+
     static JsonNode? ReadJson(string path)
     {
-        if (new FileInfo(path).Length > 64 << 20) throw new UserInputException($"{path}: larger than 64 MiB");
-        try { return JsonNode.Parse(File.ReadAllText(path)); }
+        if (new FileInfo(path).Length > MaxTokenizerFileBytes) throw new UserInputException($"{path}: larger than 64 MiB");
+        // Duplicate names refused while parsing (a JsonObject would throw ArgumentException on first use).
+        try { return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
         catch (JsonException e) { throw new UserInputException($"{path}: not valid JSON ({e.Message})"); }
     }
 
