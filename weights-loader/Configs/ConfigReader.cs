@@ -25,6 +25,8 @@ public sealed class ConfigReader
     {
         var info = new FileInfo(path);
         if (!info.Exists) throw new UserInputException($"{path}: config file not found");
+        // Also keeps FIFOs and devices (which stat as 0 bytes) from blocking the read forever.
+        if (info.Length == 0) throw new UserInputException($"{path}: config file is empty (or not a regular file)");
         if (info.Length > MaxConfigBytes) throw new UserInputException($"{path}: config is {info.Length} bytes, more than the {MaxConfigBytes} allowed");
         return FromText(File.ReadAllText(path), path);
     }

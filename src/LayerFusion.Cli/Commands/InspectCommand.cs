@@ -107,7 +107,7 @@ internal static class InspectCommand
     {
         if (t is null) return null;
         // Same bounds as the tokenizer loader (ClipTokenizer): a giant merges.txt is refused, not streamed.
-        if (new FileInfo(t.MergesTxt).Length > MaxTokenizerFileBytes) throw new UserInputException($"{t.MergesTxt}: larger than 64 MiB");
+        CheckTokenizerFileSize(t.MergesTxt);
         int merges = File.ReadLines(t.MergesTxt).Skip(1).Count(l => l.Length > 0);
         int vocab = (ReadJson(t.VocabJson) as JsonObject)?.Count ?? throw new UserInputException($"{t.VocabJson}: not a JSON object");
         string? pad = null;
@@ -118,9 +118,17 @@ internal static class InspectCommand
 
     const long MaxTokenizerFileBytes = 64L << 20;
 
+    static void CheckTokenizerFileSize(string path)
+    {
+        long length = new FileInfo(path).Length;
+        // 0 bytes also covers FIFOs and devices, whose reads would block forever.
+        if (length == 0) throw new UserInputException($"{path}: empty (or not a regular file)");
+        if (length > MaxTokenizerFileBytes) throw new UserInputException($"{path}: larger than 64 MiB");
+    }
+
     static JsonNode? ReadJson(string path)
     {
-        if (new FileInfo(path).Length > MaxTokenizerFileBytes) throw new UserInputException($"{path}: larger than 64 MiB");
+        CheckTokenizerFileSize(path);
         // Duplicate names refused while parsing (a JsonObject would throw ArgumentException on first use).
         try { return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
         catch (JsonException e) { throw new UserInputException($"{path}: not valid JSON ({e.Message})"); }

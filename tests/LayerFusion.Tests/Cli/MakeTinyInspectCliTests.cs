@@ -141,3 +141,22 @@ public class MakeTinyInspectCliTests
         AssertOneLineError(Run("inspect", d), "invalid safetensors file");
     }
 }
+
+public class InspectSpecialFileTests
+{
+    [Fact]
+    public async Task FifoInATokenizerFolderIsOneLineNotAHang()
+    {
+        using var tmp = new TempDir();
+        var o = new StringWriter();
+        Assert.Equal(0, Program.Run(["make-tiny", tmp.Sub("d")], o, new StringWriter()));
+        string merges = Path.Combine(tmp.Sub("d"), "tokenizer", "merges.txt");
+        File.Delete(merges);
+        LayerFusion.Tests.SafeTensors.SafeTensorsSpecialFileTests.MakeFifo(merges);
+        var err = new StringWriter();
+        int code = await LayerFusion.Tests.SafeTensors.SafeTensorsSpecialFileTests.NoHang(() => Program.Run(["inspect", tmp.Sub("d")], new StringWriter(), err));
+        Assert.Equal(2, code);
+        Assert.Single(err.ToString().TrimEnd('\n').Split('\n'));
+        Assert.Contains("merges.txt: empty (or not a regular file)", err.ToString());
+    }
+}
