@@ -8,8 +8,8 @@ public static class AtomicFolder
 {
     /// <summary>
     /// Runs <paramref name="fill"/> on a fresh temporary folder beside <paramref name="dir"/>, then
-    /// moves the result into place. When <paramref name="dir"/> does not exist (or is empty) that
-    /// is one rename of the whole folder. When it already holds files, each top-level entry written
+    /// moves the result into place. When <paramref name="dir"/> does not exist that is one rename
+    /// of the whole folder. When it already exists, each top-level entry written
     /// is renamed over its namesake (entries <paramref name="fill"/> did not write are left alone),
     /// so every entry is whole, old or new. If <paramref name="fill"/> throws, the temporary folder
     /// is removed and <paramref name="dir"/> is untouched. File-system failures are
@@ -30,15 +30,25 @@ public static class AtomicFolder
         string name = Path.GetFileName(full);
 
         string temp = Path.Combine(parent, $".{name}.partial-{Guid.NewGuid():N}");
-        Io(what, full, () =>
+        try
         {
             Directory.CreateDirectory(parent);
             Directory.CreateDirectory(temp);
-        });
+        }
+        catch (Exception e) when ((e is IOException or UnauthorizedAccessException) && Directory.Exists(full))
+        {
+            // The folder exists but its parent is not writable: stage inside it instead.
+            temp = Path.Combine(full, $".{name}.partial-{Guid.NewGuid():N}");
+            Io(what, full, () => Directory.CreateDirectory(temp));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserInputException($"{what}: cannot write '{full}': {e.Message}", e);
+        }
         try
         {
             Io(what, full, () => fill(temp));
-            Io(what, full, () => Publish(temp, full, parent, name));
+            Io(what, full, () => Publish(temp, full, name));
         }
         finally
         {
@@ -46,12 +56,9 @@ public static class AtomicFolder
         }
     }
 
-    static void Publish(string temp, string full, string parent, string name)
+    static void Publish(string temp, string full, string name)
     {
-        if (Directory.Exists(full) && !Directory.EnumerateFileSystemEntries(full).Any())
-        {
-            try { Directory.Delete(full); } catch (IOException) { /* filled meanwhile: merged below */ }
-        }
+        // An existing folder is never removed and recreated (it may be someone's working directory).
         if (!Directory.Exists(full))
         {
             try
@@ -62,7 +69,7 @@ public static class AtomicFolder
             catch (IOException) when (Directory.Exists(full)) { /* created meanwhile: merged below */ }
         }
 
-        string old = Path.Combine(parent, $".{name}.replaced-{Guid.NewGuid():N}");
+        string old = Path.Combine(Path.GetDirectoryName(temp)!, $".{name}.replaced-{Guid.NewGuid():N}");
         Directory.CreateDirectory(old);
         try
         {

@@ -71,6 +71,28 @@ public class MakeTinyInspectCliTests
     }
 
     [Fact]
+    public void MakeTinyIntoAnExistingEmptyFolderKeepsTheFolder()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Assert.Skip("identifies the folder by its Unix mode bits");
+            return;
+        }
+        using var tmp = new TempDir();
+        string dir = tmp.Sub("empty");
+        // An unusual mode marks this very folder: a removed and recreated one would get the default.
+        const UnixFileMode marker = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
+        Directory.CreateDirectory(dir, marker);
+        // Trailing separator, as a shell completion gives it.
+        Assert.Equal(0, Run("make-tiny", dir + Path.DirectorySeparatorChar, "--layout", "single-file").Code);
+        Assert.Equal(marker, File.GetUnixFileMode(dir));
+        Assert.True(File.Exists(Path.Combine(dir, TinyCheckpoint.SingleFileName)));
+        Assert.Equal(["empty"], Directory.GetFileSystemEntries(tmp.Path).Select(Path.GetFileName));
+        using var ckpt = Checkpoint.Open(dir);
+        Assert.Equal(CheckpointLayout.SingleFile, ckpt.Layout);
+    }
+
+    [Fact]
     public void FailedFillLeavesNothingBehind()
     {
         using var tmp = new TempDir();
