@@ -202,4 +202,22 @@ public class HostileInputTests
         var e = Assert.Throws<UserInputException>(() => Checkpoint.Open(file));
         Assert.Contains(Checkpoint.SingleFileConfigsKey, e.Message);
     }
+
+    [Theory]
+    [InlineData("up_block_types", "[-1, 2]", "entry 0 must be a string")]
+    [InlineData("up_block_types", "-9223372036854775808", "must be an array of at most 64 strings")]
+    [InlineData("down_block_types", "[\"DownEncoderBlock2D\"]", "must have one entry per block_out_channels (2)")]
+    [InlineData("down_block_types", "[\"DownEncoderBlock2D\", \"AttnDownEncoderBlock2D\"]", "entry 1 'AttnDownEncoderBlock2D' is not supported")]
+    public void VaeBlockTypesOfTheWrongTypeOrKindAreRefused(string field, string value, string expected)
+    {
+        using var tmp = new TempDir();
+        string d = Fixtures.WriteTiny(tmp, "d", CheckpointLayout.DiffusersFolder, 1);
+        string cfg = Path.Combine(d, "vae", "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(cfg))!.AsObject();
+        json[field] = JsonNode.Parse(value);
+        File.WriteAllText(cfg, json.ToJsonString());
+        var e = Assert.Throws<UserInputException>(() => Checkpoint.Open(d));
+        Assert.Contains($"{cfg}: field '{field}'", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
 }
