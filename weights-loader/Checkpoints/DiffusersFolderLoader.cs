@@ -86,6 +86,18 @@ internal static class DiffusersFolderLoader
                 throw new UserInputException($"{component} ({index}): weight_map puts '{tensor}' in '{file}', which has no such tensor");
             result[tensor] = t;
         }
+        // A shard's tensors that the map does not list are still in the files diffusers would load:
+        // they join the result so the component check reports them as unexpected (or tolerates them).
+        foreach (var (file, sf) in shards)
+            foreach (var t in sf.Tensors)
+            {
+                if (map.TryGetPropertyValue(t.Name, out var listed))
+                {
+                    if (listed is JsonValue lv && lv.TryGetValue<string>(out var listedFile) && listedFile != file)
+                        throw new UserInputException($"{component} ({index}): tensor '{t.Name}' is in shard '{file}' but weight_map puts it in '{listedFile}'");
+                }
+                else result.TryAdd(t.Name, t);
+            }
         return (result, shards.Values.Select(s => s.Path).ToList());
     }
 }

@@ -127,9 +127,11 @@ internal static class SingleFileLoader
     static JsonObject MetadataConfigs(SafeTensorsFile file, string path)
     {
         if (!file.Metadata.TryGetValue(Checkpoint.SingleFileConfigsKey, out var text)) return [];
+        if (text.Length > ConfigReader.MaxConfigBytes)
+            throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' is {text.Length} characters, more than the {ConfigReader.MaxConfigBytes} allowed");
         try
         {
-            if (JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64 }) is JsonObject o)
+            if (JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false }) is JsonObject o)
             {
                 foreach (var (k, v) in o)
                     if (v is not JsonObject) throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' entry '{k}' must be a JSON object");
@@ -157,6 +159,8 @@ internal static class SingleFileLoader
         if (L < 1 || outputs % (L + 1) != 0 || inputs != outputs)
             throw new UserInputException($"{path}: cannot infer the UNet's levels from {inputs} input_blocks and {outputs} output_blocks");
         int n = outputs / (L + 1);
+        // Checked before the per-level loop below scans every key per level (UNetConfig.Read allows 64 levels).
+        if (n > 64) throw new UserInputException($"{path}: {n} UNet levels inferred from {inputs} input_blocks; at most 64 are supported");
         var channels = new int[n];
         var down = new string[n];
         var up = new string[n];

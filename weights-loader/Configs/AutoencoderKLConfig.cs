@@ -31,6 +31,16 @@ public sealed record AutoencoderKLConfig
             ForceUpcast = r.Bool("force_upcast", d.ForceUpcast),
         };
         r.Require(c.BlockOutChannels.Length >= 1, "block_out_channels", "must not be empty");
+        // Not stored (the graph follows block_out_channels), but a config naming other blocks
+        // describes another model: diffusers would build that one, so it is refused here.
+        int n = c.BlockOutChannels.Length;
+        foreach (var (key, block) in new[] { ("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D") })
+        {
+            var types = r.Strings(key, Enumerable.Repeat(block, n).ToArray());
+            r.Require(types.Length == n, key, $"must have one entry per block_out_channels ({n})");
+            for (int i = 0; i < n; i++)
+                r.Require(types[i] == block, key, $"entry {i} '{types[i]}' is not supported ({block})");
+        }
         foreach (var ch in c.BlockOutChannels)
             r.Require(ch % c.NormNumGroups == 0, "block_out_channels", $"entry {ch} must be divisible by norm_num_groups ({c.NormNumGroups})");
         return c;

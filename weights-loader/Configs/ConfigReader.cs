@@ -10,7 +10,7 @@ namespace LayerFusion.WeightsLoader.Configs;
 /// </summary>
 public sealed class ConfigReader
 {
-    const long MaxConfigBytes = 4 << 20;
+    internal const long MaxConfigBytes = 4 << 20;
 
     public ConfigReader(JsonObject json, string source)
     {
@@ -25,19 +25,25 @@ public sealed class ConfigReader
     {
         var info = new FileInfo(path);
         if (!info.Exists) throw new UserInputException($"{path}: config file not found");
+        // Also keeps FIFOs and devices (which stat as 0 bytes) from blocking the read forever.
+        if (info.Length == 0) throw new UserInputException($"{path}: config file is empty (or not a regular file)");
         if (info.Length > MaxConfigBytes) throw new UserInputException($"{path}: config is {info.Length} bytes, more than the {MaxConfigBytes} allowed");
         return FromText(File.ReadAllText(path), path);
     }
 
     public static ConfigReader FromText(string text, string source)
     {
+        // Configs also arrive as text from safetensors __metadata__ (up to the 100 MB header limit).
+        if (text.Length > MaxConfigBytes) throw new UserInputException($"{source}: config is {text.Length} characters, more than the {MaxConfigBytes} allowed");
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
+            // Duplicate names are refused at parse time: JsonObject would otherwise throw a bare
+            // ArgumentException on first access, and which value Python's json keeps (the last) is no rule to rely on.
             throw new UserInputException($"{source}: config is not valid JSON ({e.Message})");
         }
         if (node is not JsonObject obj) throw new UserInputException($"{source}: config must be a JSON object");

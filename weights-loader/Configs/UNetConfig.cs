@@ -33,6 +33,9 @@ public sealed record UNetConfig
     public int Levels => BlockOutChannels.Length;
     public int TimeEmbedDim => BlockOutChannels[0] * 4;
 
+    /// <summary>Upper bound on the transformer blocks a config may imply (SDXL: 70; bound computed as if every level had attention).</summary>
+    public const int MaxTransformerBlocks = 4096;
+
     public static UNetConfig Read(ConfigReader r)
     {
         var d = new UNetConfig();
@@ -71,6 +74,11 @@ public sealed record UNetConfig
         r.Require(c.UpBlockTypes.Length == n, "up_block_types", $"must have one entry per block_out_channels ({n})");
         r.Require(c.TransformerLayersPerBlock.Length == n, "transformer_layers_per_block", $"must have {n} entries");
         r.Require(c.NumAttentionHeads.Length == n, "attention_head_dim", $"must have {n} entries");
+        // Each bound above is modest alone, but their product is not: 64 levels x 129 attention
+        // slots x 256 blocks would make a 1 KB config.json enumerate tens of millions of tensors.
+        long blocksUpperBound = (long)c.TransformerLayersPerBlock.Sum(d => (long)d) * (2 * c.LayersPerBlock + 1) + c.TransformerLayersPerBlock[n - 1];
+        r.Require(blocksUpperBound <= MaxTransformerBlocks, "transformer_layers_per_block",
+            $"with layers_per_block {c.LayersPerBlock} implies up to {blocksUpperBound} transformer blocks, more than the {MaxTransformerBlocks} allowed (SDXL has 70)");
         for (int i = 0; i < n; i++)
         {
             r.Require(blocks[i] % c.NormNumGroups == 0, "block_out_channels", $"entry {i} ({blocks[i]}) must be divisible by norm_num_groups ({c.NormNumGroups})");

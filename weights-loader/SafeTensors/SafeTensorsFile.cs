@@ -60,6 +60,13 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public static SafeTensorsFile Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        // Sized before it is opened: a FIFO (or a device) stats as 0 bytes, and opening or reading
+        // one would block forever. A path that cannot be stat'ed is reported by the open below.
+        FileInfo? info = null;
+        try { info = new FileInfo(path); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException or UnauthorizedAccessException) { }
+        if (info is { Exists: true, Length: < 8 })
+            throw new SafeTensorsFormatException(path, null, SafeTensorsRule.FileTooSmall, $"{info.Length} bytes");
         FileStream stream;
         try
         {

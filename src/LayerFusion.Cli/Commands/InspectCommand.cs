@@ -106,6 +106,8 @@ internal static class InspectCommand
     static JsonNode? TokenizerInfo(TokenizerFiles? t)
     {
         if (t is null) return null;
+        // Same bounds as the tokenizer loader (ClipTokenizer): a giant merges.txt is refused, not streamed.
+        CheckTokenizerFileSize(t.MergesTxt);
         int merges = File.ReadLines(t.MergesTxt).Skip(1).Count(l => l.Length > 0);
         int vocab = (ReadJson(t.VocabJson) as JsonObject)?.Count ?? throw new UserInputException($"{t.VocabJson}: not a JSON object");
         string? pad = null;
@@ -114,10 +116,21 @@ internal static class InspectCommand
         return new JsonObject { ["dir"] = t.Directory, ["vocab"] = vocab, ["merges"] = merges, ["pad_token"] = pad };
     }
 
+    const long MaxTokenizerFileBytes = 64L << 20;
+
+    static void CheckTokenizerFileSize(string path)
+    {
+        long length = new FileInfo(path).Length;
+        // 0 bytes also covers FIFOs and devices, whose reads would block forever.
+        if (length == 0) throw new UserInputException($"{path}: empty (or not a regular file)");
+        if (length > MaxTokenizerFileBytes) throw new UserInputException($"{path}: larger than 64 MiB");
+    }
+
     static JsonNode? ReadJson(string path)
     {
-        if (new FileInfo(path).Length > 64 << 20) throw new UserInputException($"{path}: larger than 64 MiB");
-        try { return JsonNode.Parse(File.ReadAllText(path)); }
+        CheckTokenizerFileSize(path);
+        // Duplicate names refused while parsing (a JsonObject would throw ArgumentException on first use).
+        try { return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
         catch (JsonException e) { throw new UserInputException($"{path}: not valid JSON ({e.Message})"); }
     }
 

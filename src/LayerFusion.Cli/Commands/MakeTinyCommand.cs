@@ -27,8 +27,12 @@ internal static class MakeTinyCommand
             int s = parse.GetValue(seed);
             if (File.Exists(outDir)) throw new UserInputException($"make-tiny: '{outDir}' is a file, not a folder");
             var configs = TinyCheckpoint.DefaultConfigs();
-            TinyCheckpoint.Write(outDir, kind, s, type, configs);
-            LayerDiffuseTiny.WriteAll(outDir, configs.UnetConfig, s, type);
+            // Written beside DIR and renamed into place: an interrupted run leaves no half checkpoint at DIR.
+            AtomicFolder.Write(outDir, temp =>
+            {
+                TinyCheckpoint.Write(temp, kind, s, type, configs);
+                LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, s, type);
+            }, "make-tiny");
             parse.InvocationConfiguration.Output.WriteLine(
                 $"wrote a tiny SDXL checkpoint ({(kind == CheckpointLayout.DiffusersFolder ? "diffusers folder" : "single file")}, seed {s}, {type}) and LayerDiffuse files to {Path.GetFullPath(outDir)}");
             return 0;
