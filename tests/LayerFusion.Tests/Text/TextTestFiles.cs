@@ -1,0 +1,82 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+
+namespace LayerFusion.Tests.Text;
+
+/// <summary>Paths of the committed reference fixtures and of the shared CLIP vocabulary.</summary>
+static class TextTestFiles
+{
+    public static string RepoRoot { get; } = FindUp("LayerFusion.Native.sln")
+        ?? throw new InvalidOperationException("repository root (LayerFusion.Native.sln) not found above " + AppContext.BaseDirectory);
+
+    public static string Fixture(string name) => Path.Combine(RepoRoot, "tests", "reference", "text", name);
+
+    /// <summary>../shared/reference/clip/bpe_simple_vocab_16e6.txt.gz from the repository (or any folder above it).</summary>
+    public static string? ClipBpeFile()
+    {
+        for (var dir = new DirectoryInfo(RepoRoot); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "reference", "clip", "bpe_simple_vocab_16e6.txt.gz");
+            if (File.Exists(candidate)) return candidate;
+        }
+        return null;
+    }
+
+    static string? FindUp(string fileName)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, fileName))) return dir.FullName;
+        return null;
+    }
+
+    /// <summary>GPT-2/CLIP bytes_to_unicode, in its dictionary order.</summary>
+    public static List<(byte Byte, char Char)> BytesToUnicode()
+    {
+        var bs = new List<int>();
+        for (int b = '!'; b <= '~'; b++) bs.Add(b);
+        for (int b = 0xA1; b <= 0xAC; b++) bs.Add(b);
+        for (int b = 0xAE; b <= 0xFF; b++) bs.Add(b);
+        var cs = new List<int>(bs);
+        int n = 0;
+        for (int b = 0; b < 256; b++)
+            if (!bs.Contains(b)) { bs.Add(b); cs.Add(256 + n); n++; }
+        return bs.Select((b, i) => ((byte)b, (char)cs[i])).ToList();
+    }
+
+    /// <summary>
+    /// Writes a transformers CLIPTokenizer folder (vocab.json, merges.txt, special_tokens_map.json,
+    /// tokenizer_config.json) built from openai's BPE file the way shared/reference/README.md
+    /// describes: merges are lines 2..48895; vocab = 256 byte symbols, the same with &lt;/w&gt;, one per
+    /// merge, then the two special tokens.
+    /// </summary>
+    public static void WriteClipTokenizerFolder(string bpeGz, string dir, string padToken)
+    {
+        Directory.CreateDirectory(dir);
+        string[] lines;
+        using (var gz = new GZipStream(File.OpenRead(bpeGz), CompressionMode.Decompress))
+        using (var reader = new StreamReader(gz, Encoding.UTF8))
+            lines = reader.ReadToEnd().Split('\n');
+        var merges = lines[1..(49152 - 256 - 2 + 1)];
+        var vocab = new List<string>();
+        var symbols = BytesToUnicode().Select(p => p.Char.ToString()).ToList();
+        vocab.AddRange(symbols);
+        vocab.AddRange(symbols.Select(s => s + "</w>"));
+        vocab.AddRange(merges.Select(m => m.Replace(" ", "")));
+        vocab.Add("<|startoftext|>");
+        vocab.Add("<|endoftext|>");
+        var map = new Dictionary<string, int>();
+        for (int i = 0; i < vocab.Count; i++) map[vocab[i]] = i;
+        File.WriteAllText(Path.Combine(dir, "vocab.json"), JsonSerializer.Serialize(map));
+        File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\n" + string.Join("\n", merges) + "\n");
+        File.WriteAllText(Path.Combine(dir, "special_tokens_map.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["bos_token"] = new { content = "<|startoftext|>", lstrip = false, normalized = true, rstrip = false, single_word = false },
+            ["eos_token"] = new { content = "<|endoftext|>", lstrip = false, normalized = true, rstrip = false, single_word = false },
+            ["pad_token"] = padToken,
+            ["unk_token"] = new { content = "<|endoftext|>", lstrip = false, normalized = true, rstrip = false, single_word = false },
+        }));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
+            "{\"model_max_length\": 77, \"do_lower_case\": true, \"errors\": \"replace\", \"tokenizer_class\": \"CLIPTokenizer\", \"pad_token\": \"" + padToken + "\"}");
+    }
+}
