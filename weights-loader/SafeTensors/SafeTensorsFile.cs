@@ -100,19 +100,10 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
             long dataStart = 8 + (long)headerLength;
             var header = new ReadOnlySpan<byte>(ptr + 8, checked((int)headerLength));
-            var parsed = SafeTensorsHeader.Parse(path, header, length - dataStart);
-            var tensors = new WeightTensor[parsed.Entries.Count];
-            var byName = new Dictionary<string, WeightTensor>(parsed.Entries.Count, StringComparer.Ordinal);
-            for (int i = 0; i < tensors.Length; i++)
-            {
-                var e = parsed.Entries[i];
-                var t = new MappedWeightTensor(file, e.Name, e.DType, e.Shape, dataStart + e.Begin, checked((int)(e.End - e.Begin)));
-                tensors[i] = t;
-                byName.Add(e.Name, t);
-            }
+            var parsed = SafeTensorsHeader.Parse(file, header, dataStart);
             file.Metadata = parsed.Metadata;
-            file.Tensors = Array.AsReadOnly(tensors);
-            file.ByName = byName.AsReadOnly();
+            file.Tensors = parsed.Tensors.AsReadOnly();
+            file.ByName = parsed.ByName.AsReadOnly();
             return file;
         }
         catch
@@ -159,17 +150,22 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 }
 
 /// <summary>
-/// The header parser: a streaming <see cref="Utf8JsonReader"/> over the mapped header, so nothing
-/// is allocated beyond the names, shapes and metadata it returns (all bounded by the header size).
+/// The header parser: a streaming <see cref="Utf8JsonReader"/> over the mapped header (no copy of
+/// it), so what is allocated is only what is returned: names, shapes, metadata and tensor objects,
+/// a small constant times the header's own size (see docs/decisions.md), never sizes the file claims.
 /// </summary>
 internal static class SafeTensorsHeader
 {
-    internal readonly record struct Entry(string Name, DType DType, long[] Shape, long Begin, long End);
-
-    internal sealed record Result(List<Entry> Entries, IReadOnlyDictionary<string, string> Metadata);
+    internal sealed record Result(List<WeightTensor> Tensors, Dictionary<string, WeightTensor> ByName, IReadOnlyDictionary<string, string> Metadata);
 
     // A valid header nests three deep (object > entry > shape); anything deeper is refused early.
     const int MaxDepth = 8;
+
+    /// <summary>
+    /// Torch's own limit on tensor rank; the format sets none, but without one a shape of millions
+    /// of zeros would make the reader allocate several times the header's size.
+    /// </summary>
+    internal const int MaxRank = 64;
 
     static readonly JsonReaderOptions Options = new()
     {
@@ -179,15 +175,35 @@ internal static class SafeTensorsHeader
         AllowMultipleValues = false,
     };
 
-    internal static Result Parse(string file, ReadOnlySpan<byte> header, long dataLength)
+    static readonly (byte[] Utf8, DType DType)[] DTypeNames =
+        Enum.GetValues<DType>().Select(t => (System.Text.Encoding.UTF8.GetBytes(t.ToString()), t)).ToArray();
+
+    internal static Result Parse(SafeTensorsFile owner, ReadOnlySpan<byte> header, long dataStart)
     {
+        string file = owner.Path;
         if (!System.Text.Unicode.Utf8.IsValid(header))
             throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, "invalid UTF-8");
-        // Pass 1: syntax only (no allocation), so pass 2 may assume well-formed JSON.
+
+        // Pass 1: syntax only (allocates nothing), so pass 2 may assume well-formed JSON. It also
+        // counts the entries, so the collections are allocated once at their final size.
+        int topLevel = 0, metadataKeys = 0;
         try
         {
             var syntax = new Utf8JsonReader(header, Options);
-            while (syntax.Read()) { }
+            bool inMetadata = false;
+            while (syntax.Read())
+            {
+                if (syntax.TokenType != JsonTokenType.PropertyName) continue;
+                if (syntax.CurrentDepth == 1)
+                {
+                    topLevel++;
+                    inMetadata = syntax.ValueTextEquals("__metadata__"u8);
+                }
+                else if (inMetadata && syntax.CurrentDepth == 2)
+                {
+                    metadataKeys++;
+                }
+            }
         }
         catch (JsonException e)
         {
@@ -196,48 +212,56 @@ internal static class SafeTensorsHeader
 
         try
         {
-            return Interpret(file, header, dataLength);
+            return Interpret(owner, header, dataStart, topLevel, metadataKeys);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            // Strings the syntax pass accepts but cannot be decoded (lone surrogate escapes).
+            // Strings the syntax pass accepts but that cannot be decoded (lone surrogate escapes).
             throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, e.Message);
         }
     }
 
-    static Result Interpret(string file, ReadOnlySpan<byte> header, long dataLength)
+    static Result Interpret(SafeTensorsFile owner, ReadOnlySpan<byte> header, long dataStart, int topLevel, int metadataKeys)
     {
+        string file = owner.Path;
+        long dataLength = owner.FileLength - dataStart;
         var r = new Utf8JsonReader(header, Options);
         if (!r.Read())
             throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotUtf8Json, "empty header");
         if (r.TokenType != JsonTokenType.StartObject)
             throw new SafeTensorsFormatException(file, null, SafeTensorsRule.HeaderNotObject, $"found {r.TokenType}");
 
-        var entries = new List<Entry>();
-        var names = new HashSet<string>(StringComparer.Ordinal);
+        var tensors = new List<WeightTensor>(topLevel);
+        var byName = new Dictionary<string, WeightTensor>(topLevel, StringComparer.Ordinal);
         IReadOnlyDictionary<string, string>? metadata = null;
+        var scratch = new long[MaxRank];
         while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
         {
             string name = r.GetString()!;
-            if (!names.Add(name))
+            if (byName.ContainsKey(name) || (metadata is not null && name == "__metadata__"))
                 throw new SafeTensorsFormatException(file, name, SafeTensorsRule.DuplicateName, "the name appears more than once");
             r.Read();
             if (name == "__metadata__")
-                metadata = ReadMetadata(file, ref r);
-            else
-                entries.Add(ReadEntry(file, name, ref r, dataLength));
+            {
+                metadata = ReadMetadata(file, ref r, metadataKeys);
+                continue;
+            }
+            var (dtype, shape, begin, length) = ReadEntry(file, name, ref r, dataLength, scratch);
+            var t = new SafeTensorsFile.MappedWeightTensor(owner, name, dtype, shape, dataStart + begin, length);
+            tensors.Add(t);
+            byName.Add(name, t);
         }
 
-        CheckOverlaps(file, entries);
-        return new Result(entries, metadata ?? new Dictionary<string, string>().AsReadOnly());
+        CheckOverlaps(file, tensors);
+        return new Result(tensors, byName, metadata ?? new Dictionary<string, string>().AsReadOnly());
     }
 
-    static IReadOnlyDictionary<string, string> ReadMetadata(string file, ref Utf8JsonReader r)
+    static IReadOnlyDictionary<string, string> ReadMetadata(string file, ref Utf8JsonReader r, int capacity)
     {
         const string tensor = "__metadata__";
         if (r.TokenType != JsonTokenType.StartObject)
             throw new SafeTensorsFormatException(file, tensor, SafeTensorsRule.MetadataNotStringMap, $"found {r.TokenType}");
-        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        var map = new Dictionary<string, string>(capacity, StringComparer.Ordinal);
         while (r.Read() && r.TokenType == JsonTokenType.PropertyName)
         {
             string key = r.GetString()!;
@@ -251,7 +275,7 @@ internal static class SafeTensorsHeader
         return map.AsReadOnly();
     }
 
-    static Entry ReadEntry(string file, string name, ref Utf8JsonReader r, long dataLength)
+    static (DType DType, long[] Shape, long Begin, int Length) ReadEntry(string file, string name, ref Utf8JsonReader r, long dataLength, long[] scratch)
     {
         if (r.TokenType != JsonTokenType.StartObject)
             throw new SafeTensorsFormatException(file, name, SafeTensorsRule.EntryNotObject, $"found {r.TokenType}");
@@ -267,21 +291,22 @@ internal static class SafeTensorsHeader
                 if (dtype is not null) throw Fields(file, name, "dtype appears more than once");
                 r.Read();
                 if (r.TokenType != JsonTokenType.String) throw Fields(file, name, $"dtype is {r.TokenType}, not a string");
-                string s = r.GetString()!;
-                if (!DTypes.TryParse(s, out var dt))
-                    throw new SafeTensorsFormatException(file, name, SafeTensorsRule.UnknownDType,
-                        $"'{s}' is not one of {string.Join(", ", Enum.GetNames<DType>())}");
-                dtype = dt;
+                dtype = ReadDType(file, name, ref r);
             }
             else if (r.ValueTextEquals("shape"u8))
             {
                 if (shape is not null) throw Fields(file, name, "shape appears more than once");
                 r.Read();
                 if (r.TokenType != JsonTokenType.StartArray) throw Fields(file, name, $"shape is {r.TokenType}, not an array");
-                var dims = new List<long>();
+                int rank = 0;
                 while (r.Read() && r.TokenType != JsonTokenType.EndArray)
-                    dims.Add(ReadNonNegative(file, name, ref r, SafeTensorsRule.BadShape, $"shape[{dims.Count}]"));
-                shape = dims.ToArray();
+                {
+                    if (rank == MaxRank)
+                        throw new SafeTensorsFormatException(file, name, SafeTensorsRule.BadShape, $"more than {MaxRank} dimensions");
+                    scratch[rank] = ReadNonNegative(file, name, ref r, SafeTensorsRule.BadShape, "shape", rank);
+                    rank++;
+                }
+                shape = rank == 0 ? [] : scratch.AsSpan(0, rank).ToArray();
             }
             else if (r.ValueTextEquals("data_offsets"u8))
             {
@@ -294,7 +319,7 @@ internal static class SafeTensorsHeader
                 {
                     if (count >= 2)
                         throw new SafeTensorsFormatException(file, name, SafeTensorsRule.OffsetsInvalid, "more than two values");
-                    long v = ReadNonNegative(file, name, ref r, SafeTensorsRule.OffsetsInvalid, $"data_offsets[{count}]");
+                    long v = ReadNonNegative(file, name, ref r, SafeTensorsRule.OffsetsInvalid, "data_offsets", count);
                     if (count == 0) begin = v; else end = v;
                     count++;
                 }
@@ -303,7 +328,7 @@ internal static class SafeTensorsHeader
             }
             else
             {
-                throw Fields(file, name, $"unexpected field '{r.GetString()}'");
+                throw Fields(file, name, $"unexpected field '{SafeTensorsFormatException.Printable(r.GetString()!)}'");
             }
         }
 
@@ -315,12 +340,10 @@ internal static class SafeTensorsHeader
         foreach (var d in shape)
         {
             // Left to right as the reference does: [2^62, 2^62, 0] overflows before the 0.
-            try { size = checked(size * d); }
-            catch (OverflowException)
-            {
+            if (d != 0 && size > long.MaxValue / d)
                 throw new SafeTensorsFormatException(file, name, SafeTensorsRule.SizeOverflow,
-                    $"{dtype} [{string.Join(", ", shape)}] needs more than 2^63 bytes");
-            }
+                    $"{dtype} [{string.Join(", ", shape)}] needs 2^63 bytes or more");
+            size *= d;
         }
         if (begin > end)
             throw new SafeTensorsFormatException(file, name, SafeTensorsRule.OffsetsInvalid, $"begin {begin} > end {end}");
@@ -332,35 +355,64 @@ internal static class SafeTensorsHeader
                 $"data_offsets [{begin}, {end}] span {end - begin} bytes, {dtype} [{string.Join(", ", shape)}] needs {size}");
         if (size > int.MaxValue)
             throw new SafeTensorsFormatException(file, name, SafeTensorsRule.TensorTooLarge, $"{size} bytes");
-        return new Entry(name, dtype.Value, shape, begin, end);
+        return (dtype.Value, shape, begin, (int)size);
     }
 
-    static long ReadNonNegative(string file, string name, ref Utf8JsonReader r, SafeTensorsRule rule, string what)
+    static DType ReadDType(string file, string name, ref Utf8JsonReader r)
+    {
+        // Compared as UTF-8 against the known names: exact and case-sensitive like DTypes.TryParse,
+        // without allocating a string per tensor.
+        foreach (var (utf8, dtype) in DTypeNames)
+            if (r.ValueTextEquals(utf8)) return dtype;
+        throw new SafeTensorsFormatException(file, name, SafeTensorsRule.UnknownDType,
+            $"'{SafeTensorsFormatException.Printable(r.GetString()!)}' is not one of {string.Join(", ", Enum.GetNames<DType>())}");
+    }
+
+    static long ReadNonNegative(string file, string name, ref Utf8JsonReader r, SafeTensorsRule rule, string field, int index)
     {
         if (r.TokenType != JsonTokenType.Number)
-            throw new SafeTensorsFormatException(file, name, rule, $"{what} is {r.TokenType}, not an integer");
+            throw new SafeTensorsFormatException(file, name, rule, $"{field}[{index}] is {r.TokenType}, not an integer");
         if (r.TryGetInt64(out long v))
         {
-            if (v < 0) throw new SafeTensorsFormatException(file, name, rule, $"{what} is negative ({v})");
+            if (v < 0) throw new SafeTensorsFormatException(file, name, rule, $"{field}[{index}] is negative ({v})");
             return v;
         }
         // A JSON integer too large for 64 bits, or a fraction/exponent form.
         var text = System.Text.Encoding.UTF8.GetString(r.ValueSpan.Length > 40 ? r.ValueSpan[..40] : r.ValueSpan);
-        throw new SafeTensorsFormatException(file, name, rule, $"{what} ({text}) is not an integer in [0, 2^63)");
+        throw new SafeTensorsFormatException(file, name, rule, $"{field}[{index}] ({text}) is not an integer in [0, 2^63)");
     }
 
     static SafeTensorsFormatException Fields(string file, string name, string detail) =>
         new(file, name, SafeTensorsRule.EntryFields, detail);
 
-    static void CheckOverlaps(string file, List<Entry> entries)
+    static void CheckOverlaps(string file, List<WeightTensor> tensors)
     {
         // Zero-size tensors occupy nothing, so they may sit anywhere (even inside another's range).
-        var ranges = entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin).ThenBy(e => e.End).ToArray();
-        for (int i = 1; i < ranges.Length; i++)
+        int count = 0;
+        foreach (var t in tensors) if (t.ByteLength > 0) count++;
+        var begins = new long[count];
+        var order = new int[count];
+        count = 0;
+        for (int i = 0; i < tensors.Count; i++)
         {
-            if (ranges[i].Begin < ranges[i - 1].End)
-                throw new SafeTensorsFormatException(file, ranges[i].Name, SafeTensorsRule.OverlappingRanges,
-                    $"[{ranges[i].Begin}, {ranges[i].End}] overlaps '{SafeTensorsFormatException.Printable(ranges[i - 1].Name)}' [{ranges[i - 1].Begin}, {ranges[i - 1].End}]");
+            if (tensors[i].ByteLength == 0) continue;
+            begins[count] = ((SafeTensorsFile.MappedWeightTensor)tensors[i]).FileOffset;
+            order[count++] = i;
+        }
+        Array.Sort(begins, order);
+        // Sorted by begin, ranges are disjoint iff each begins at or after the previous one's end.
+        for (int k = 1; k < count; k++)
+        {
+            var prev = tensors[order[k - 1]];
+            var cur = tensors[order[k]];
+            long prevBegin = begins[k - 1], prevEnd = prevBegin + prev.ByteLength;
+            if (begins[k] < prevEnd)
+            {
+                // Report the later one in header order, so the message does not depend on sort stability.
+                var (a, b, aBegin, bBegin) = order[k - 1] < order[k] ? (prev, cur, prevBegin, begins[k]) : (cur, prev, begins[k], prevBegin);
+                throw new SafeTensorsFormatException(file, b.Name, SafeTensorsRule.OverlappingRanges,
+                    $"bytes [{bBegin}, {bBegin + b.ByteLength}) overlap '{SafeTensorsFormatException.Printable(a.Name)}' [{aBegin}, {aBegin + a.ByteLength}) (file offsets)");
+            }
         }
     }
 }
