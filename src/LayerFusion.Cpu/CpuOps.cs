@@ -118,9 +118,14 @@ public sealed partial class CpuOps : IOps
         int batch = Prod(ca.Shape.AsSpan(0, ca.Rank - 2));
         var shape = (int[])ca.Shape.Clone(); shape[^1] = n;
         var y = New(shape);
-        for (int bi = 0; bi < batch; bi++)
-            Gemm.Run(_po, m, n, k, ca.Data, ca.Offset + bi * m * k, k, cb.Data, cb.Offset + bi * k * n,
-                transposeB ? k : n, transposeB, y.Data, bi * m * n, n, alpha);
+        // many small products (per-head attention maps): one serial GEMM per batch entry, batches in parallel;
+        // few large ones: batches in sequence, each GEMM parallel inside
+        bool perBatch = batch > 1 && (long)m * n * k < 1L << 22;
+        var inner = perBatch ? new ParallelOptions { MaxDegreeOfParallelism = 1 } : _po;
+        void One(int bi) => Gemm.Run(inner, m, n, k, ca.Data, ca.Offset + bi * m * k, k, cb.Data, cb.Offset + bi * k * n,
+            transposeB ? k : n, transposeB, y.Data, bi * m * n, n, alpha);
+        if (perBatch) For(batch, (long)m * n * k, One);
+        else for (int bi = 0; bi < batch; bi++) One(bi);
         return y;
     }
 
@@ -620,6 +625,43 @@ public sealed partial class CpuOps : IOps
         var y = New(shape);
         if (y.Length == 0) return y;
         int last = shape[r - 1], lastStr = srcStr[r - 1];
+        if (lastStr != 1 && last > 1)
+        {
+            // The input's contiguous axis lands on output axis q: copy 2-D tiles between (q, last) so that
+            // reads run along the input's rows and writes along the output's rows.
+            int q = Array.IndexOf(ax, r - 1);
+            var outStr = new int[r];
+            int os = 1;
+            for (int i = r - 1; i >= 0; i--) { outStr[i] = os; os *= shape[i]; }
+            int nq = shape[q], qStr = outStr[q];
+            int outer = y.Length / (nq * last);
+            var xd = cx.Data; var yd = y.Data; int xo = cx.Offset;
+            For(outer, (long)nq * last, o =>
+            {
+                int rem = o, src = xo, dst = 0;
+                for (int i = r - 1; i >= 0; i--)
+                {
+                    if (i == q || i == r - 1) continue;
+                    int idx = rem % shape[i]; rem /= shape[i];
+                    src += idx * srcStr[i]; dst += idx * outStr[i];
+                }
+                const int Tile = 16;
+                for (int q0 = 0; q0 < nq; q0 += Tile)
+                {
+                    int q1 = Math.Min(nq, q0 + Tile);
+                    for (int l0 = 0; l0 < last; l0 += Tile)
+                    {
+                        int l1 = Math.Min(last, l0 + Tile);
+                        for (int iq = q0; iq < q1; iq++)
+                        {
+                            int d = dst + iq * qStr, sBase = src + iq;
+                            for (int il = l0; il < l1; il++) yd[d + il] = xd[sBase + il * lastStr];
+                        }
+                    }
+                }
+            });
+            return y;
+        }
         int rows = y.Length / last;
         For(rows, last, row =>
         {

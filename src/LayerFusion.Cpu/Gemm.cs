@@ -10,12 +10,16 @@ namespace LayerFusion.Cpu;
 /// Single-precision GEMM: C[M, N] = alpha * A[M, K] @ op(B) (+ bias[N] broadcast over rows),
 /// with op(B) = B[K, N] or B[N, K]^T. All operands are row-major with explicit leading dims.
 /// Hand-written (no managed BLAS is available here): a BLIS-style blocked GEMM — B packed into
-/// KC x NR micro-panels (L1), A into MC x KC blocks of MR-row micro-panels (L2), and a 6 x 16
-/// register-blocked FMA micro-kernel on 256-bit vectors; work split over (M block, N range) tasks.
+/// KC x NR micro-panels (L1), A into MC x KC blocks of MR-row micro-panels (L2), and a register-blocked
+/// FMA micro-kernel (12 x 32 on 512-bit or 6 x 16 on 256-bit vectors); work split over (M block, N range) tasks.
 /// </summary>
 internal static class Gemm
 {
-    internal const int MR = 6, NR = 16, KC = 256, MC = 96, NC = 3072;
+    internal const int KC = 256, MC = 96, NC = 3072;
+
+    /// <summary>12 x 32 micro-kernel on 512-bit vectors where AVX-512 runs natively (about 2x the 256-bit
+    /// kernel measured on the AMD EPYC here), else 6 x 16 on 256-bit vectors.</summary>
+    internal static readonly bool Wide = Vector512.IsHardwareAccelerated;
 
     /// <summary>Below this many multiply-adds the packing overhead outweighs the blocked kernel.</summary>
     internal const long SmallWork = 16 * 16 * 16;
@@ -32,7 +36,7 @@ internal static class Gemm
         if (k == 0 || !BlockedAvailable || (long)m * n * k < SmallWork)
             Simple(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff);
         else
-            Blocked(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff);
+            Blocked(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff, Wide);
     }
 
     /// <summary>Row-at-a-time reference path: dot products (transB) or axpy rows; also the fallback
@@ -65,8 +69,9 @@ internal static class Gemm
 
     internal static unsafe void Blocked(ParallelOptions po, int m, int n, int k,
         float[] a, int aOff, int lda, float[] b, int bOff, int ldb, bool transB,
-        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff)
+        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide)
     {
+        int MR = wide ? 12 : 6, NR = wide ? 32 : 16;
         int dop = po.MaxDegreeOfParallelism > 0 ? po.MaxDegreeOfParallelism : Environment.ProcessorCount;
         int ncMax = Math.Min(NC, RoundUp(n, NR));
         var bPack = ArrayPool<float>.Shared.Rent(KC * ncMax);
@@ -82,7 +87,7 @@ internal static class Gemm
                     bool first = pc == 0, last = pc + kc == k;
                     // pack B[pc:pc+kc, jc:jc+nc] into NR-wide micro-panels, zero-padding the last one
                     ForRange(po, dop, panels, (long)kc * NR, jp =>
-                        PackB(b, bOff, ldb, transB, pc, kc, jc + jp * NR, Math.Min(NR, nc - jp * NR), bPack, jp * kc * NR));
+                        PackB(b, bOff, ldb, transB, pc, kc, jc + jp * NR, Math.Min(NR, nc - jp * NR), NR, bPack, jp * kc * NR));
 
                     int mBlocks = (m + MC - 1) / MC;
                     // split N too when there are fewer M blocks than threads (few tokens, few channels)
@@ -99,7 +104,7 @@ internal static class Gemm
                         var aPack = ArrayPool<float>.Shared.Rent(RoundUp(mc, MR) * kc);
                         try
                         {
-                            PackA(a, aOff, lda, ic, mc, pc, kc, aPack);
+                            PackA(a, aOff, lda, ic, mc, pc, kc, MR, aPack);
                             fixed (float* ap = aPack, bp = bPack, cp = c)
                             {
                                 float* biasP = null;
@@ -113,7 +118,9 @@ internal static class Gemm
                                         {
                                             int mr = Math.Min(MR, mc - ir);
                                             float* cTile = cp + cOff + (long)(ic + ir) * ldc + j;
-                                            Kernel6x16(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
+                                            if (wide) Kernel12x32(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
+                                                first, last, alpha, biasP == null ? null : biasP + j);
+                                            else Kernel6x16(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
                                                 first, last, alpha, biasP == null ? null : biasP + j);
                                         }
                                     }
@@ -139,7 +146,7 @@ internal static class Gemm
     }
 
     /// <summary>Bp[k * NR + j] = op(B)[pc + k, j0 + j] for j &lt; nr, zero for nr &lt;= j &lt; NR.</summary>
-    static void PackB(float[] b, int bOff, int ldb, bool transB, int pc, int kc, int j0, int nr, float[] bp, int dst)
+    static unsafe void PackB(float[] b, int bOff, int ldb, bool transB, int pc, int kc, int j0, int nr, int NR, float[] bp, int dst)
     {
         if (!transB)
         {
@@ -152,18 +159,57 @@ internal static class Gemm
         }
         else
         {
+            int j8 = 0, p8 = 0;
+            if (Avx.IsSupported)
+            {
+                // 8 x 8 blocks through an AVX register transpose; the ragged edges below go scalar
+                j8 = nr / 8 * 8; p8 = kc / 8 * 8;
+                for (int j = 0; j < j8; j += 8)
+                    for (int p = 0; p < p8; p += 8)
+                        Transpose8x8(b, bOff + (j0 + j) * ldb + pc + p, ldb, bp, dst + p * NR + j, NR);
+            }
             for (int j = 0; j < nr; j++)
             {
                 int src = bOff + (j0 + j) * ldb + pc;
-                for (int p = 0; p < kc; p++) bp[dst + p * NR + j] = b[src + p];
+                for (int p = j < j8 ? p8 : 0; p < kc; p++) bp[dst + p * NR + j] = b[src + p];
             }
             if (nr < NR)
                 for (int p = 0; p < kc; p++) Array.Clear(bp, dst + p * NR + nr, NR - nr);
         }
     }
 
+    /// <summary>dst[p * ldd + j] = src[j * lds + p] for an 8 x 8 block.</summary>
+    static unsafe void Transpose8x8(float[] src, int s, int lds, float[] dst, int d, int ldd)
+    {
+        fixed (float* sp0 = &src[s], dp0 = &dst[d])
+        {
+            float* sp = sp0;
+            var r0 = Avx.LoadVector256(sp); var r1 = Avx.LoadVector256(sp + lds);
+            var r2 = Avx.LoadVector256(sp + 2 * lds); var r3 = Avx.LoadVector256(sp + 3 * lds);
+            var r4 = Avx.LoadVector256(sp + 4 * lds); var r5 = Avx.LoadVector256(sp + 5 * lds);
+            var r6 = Avx.LoadVector256(sp + 6 * lds); var r7 = Avx.LoadVector256(sp + 7 * lds);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+            var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            float* dp = dp0;
+            Avx.Store(dp, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(dp + ldd, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(dp + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(dp + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(dp + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(dp + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(dp + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(dp + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
+        }
+    }
+
     /// <summary>A block rows [ic, ic+mc) x cols [pc, pc+kc) as MR-row micro-panels: Ap[ir*kc + k*MR + r], zero-padded rows.</summary>
-    static void PackA(float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, float[] ap)
+    static void PackA(float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, int MR, float[] ap)
     {
         for (int ir = 0; ir < mc; ir += MR)
         {
@@ -188,6 +234,7 @@ internal static class Gemm
     static unsafe void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
         bool first, bool last, float alpha, float* bias)
     {
+        const int MR = 6, NR = 16;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)
@@ -209,33 +256,77 @@ internal static class Gemm
         c30.Store(tile + 48); c31.Store(tile + 56);
         c40.Store(tile + 64); c41.Store(tile + 72);
         c50.Store(tile + 80); c51.Store(tile + 88);
-        if (nr == NR)
+        StoreTile(tile, NR, c, ldc, mr, nr, first, last, alpha, bias);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Fmadd(Vector512<float> a, Vector512<float> b, Vector512<float> c) =>
+        Avx512F.IsSupported ? Avx512F.FusedMultiplyAdd(a, b, c) : a * b + c;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void Kernel12x32(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
+        bool first, bool last, float alpha, float* bias)
+    {
+        const int MR = 12, NR = 32;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
+            d00 = default, d01 = default, d10 = default, d11 = default, d20 = default, d21 = default,
+            d30 = default, d31 = default, d40 = default, d41 = default, d50 = default, d51 = default;
+        for (int p = 0; p < kc; p++)
         {
-            var bias0 = bias == null ? Vector256<float>.Zero : Vector256.Load(bias);
-            var bias1 = bias == null ? Vector256<float>.Zero : Vector256.Load(bias + 8);
-            var al = Vector256.Create(alpha);
-            for (int r = 0; r < mr; r++)
-            {
-                float* cr = c + (long)r * ldc;
-                var v0 = Vector256.Load(tile + r * NR);
-                var v1 = Vector256.Load(tile + r * NR + 8);
-                if (!first) { v0 += Vector256.Load(cr); v1 += Vector256.Load(cr + 8); }
-                if (last) { v0 = v0 * al + bias0; v1 = v1 * al + bias1; }
-                v0.Store(cr); v1.Store(cr + 8);
-            }
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var av = Vector512.Create(a[0]); c00 = Fmadd(av, b0, c00); c01 = Fmadd(av, b1, c01);
+            av = Vector512.Create(a[1]); c10 = Fmadd(av, b0, c10); c11 = Fmadd(av, b1, c11);
+            av = Vector512.Create(a[2]); c20 = Fmadd(av, b0, c20); c21 = Fmadd(av, b1, c21);
+            av = Vector512.Create(a[3]); c30 = Fmadd(av, b0, c30); c31 = Fmadd(av, b1, c31);
+            av = Vector512.Create(a[4]); c40 = Fmadd(av, b0, c40); c41 = Fmadd(av, b1, c41);
+            av = Vector512.Create(a[5]); c50 = Fmadd(av, b0, c50); c51 = Fmadd(av, b1, c51);
+            av = Vector512.Create(a[6]); d00 = Fmadd(av, b0, d00); d01 = Fmadd(av, b1, d01);
+            av = Vector512.Create(a[7]); d10 = Fmadd(av, b0, d10); d11 = Fmadd(av, b1, d11);
+            av = Vector512.Create(a[8]); d20 = Fmadd(av, b0, d20); d21 = Fmadd(av, b1, d21);
+            av = Vector512.Create(a[9]); d30 = Fmadd(av, b0, d30); d31 = Fmadd(av, b1, d31);
+            av = Vector512.Create(a[10]); d40 = Fmadd(av, b0, d40); d41 = Fmadd(av, b1, d41);
+            av = Vector512.Create(a[11]); d50 = Fmadd(av, b0, d50); d51 = Fmadd(av, b1, d51);
+            a += MR; b += NR;
         }
-        else
+        float* tile = stackalloc float[MR * NR];
+        c00.Store(tile); c01.Store(tile + 16); c10.Store(tile + 32); c11.Store(tile + 48);
+        c20.Store(tile + 64); c21.Store(tile + 80); c30.Store(tile + 96); c31.Store(tile + 112);
+        c40.Store(tile + 128); c41.Store(tile + 144); c50.Store(tile + 160); c51.Store(tile + 176);
+        d00.Store(tile + 192); d01.Store(tile + 208); d10.Store(tile + 224); d11.Store(tile + 240);
+        d20.Store(tile + 256); d21.Store(tile + 272); d30.Store(tile + 288); d31.Store(tile + 304);
+        d40.Store(tile + 320); d41.Store(tile + 336); d50.Store(tile + 352); d51.Store(tile + 368);
+        StoreTile(tile, NR, c, ldc, mr, nr, first, last, alpha, bias);
+    }
+
+    /// <summary>C[r, j] = (first ? 0 : C[r, j]) + tile[r, j], then on the last K block alpha * . + bias[j].</summary>
+    static unsafe void StoreTile(float* tile, int tileNr, float* c, int ldc, int mr, int nr,
+        bool first, bool last, float alpha, float* bias)
+    {
+        var al = Vector256.Create(alpha);
+        for (int r = 0; r < mr; r++)
         {
-            for (int r = 0; r < mr; r++)
+            float* cr = c + (long)r * ldc;
+            float* tr = tile + r * tileNr;
+            int j = 0;
+            for (; j + 8 <= nr; j += 8)
             {
-                float* cr = c + (long)r * ldc;
-                for (int j = 0; j < nr; j++)
+                var v = Vector256.Load(tr + j);
+                if (!first) v += Vector256.Load(cr + j);
+                if (last)
                 {
-                    float v = tile[r * NR + j];
-                    if (!first) v += cr[j];
-                    if (last) v = v * alpha + (bias == null ? 0f : bias[j]);
-                    cr[j] = v;
+                    v *= al;
+                    if (bias != null) v += Vector256.Load(bias + j);
                 }
+                v.Store(cr + j);
+            }
+            for (; j < nr; j++)
+            {
+                float v = tr[j];
+                if (!first) v += cr[j];
+                if (last) v = v * alpha + (bias == null ? 0f : bias[j]);
+                cr[j] = v;
             }
         }
     }

@@ -62,7 +62,7 @@ public sealed class ConfigReader
 
     int ToInt(string key, JsonNode node)
     {
-        if (node is JsonValue v && v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue)
+        if (TryNumber(node, out var d) && d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue)
             return (int)d;
         throw Bad(key, $"must be an integer, found {node.ToJsonString()}");
     }
@@ -70,8 +70,21 @@ public sealed class ConfigReader
     public double Double(string key, double fallback)
     {
         if (!TryGet(key, out var node)) return fallback;
-        if (node is JsonValue v && v.TryGetValue<double>(out var d) && double.IsFinite(d)) return d;
+        if (TryNumber(node!, out var d) && double.IsFinite(d)) return d;
         throw Bad(key, $"must be a finite number, found {node!.ToJsonString()}");
+    }
+
+    /// <summary>A JSON number, whether parsed from text (a JsonElement) or built in code (int, long, float...).</summary>
+    static bool TryNumber(JsonNode node, out double value)
+    {
+        value = 0;
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) return false;
+        if (v.TryGetValue(out double d)) { value = d; return true; }
+        if (v.TryGetValue(out long l)) { value = l; return true; }
+        if (v.TryGetValue(out int i)) { value = i; return true; }
+        if (v.TryGetValue(out float f)) { value = f; return true; }
+        if (v.TryGetValue(out decimal m)) { value = (double)m; return true; }
+        return false;
     }
 
     public bool Bool(string key, bool fallback)

@@ -76,13 +76,21 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         SafeTensorsFile? file = null;
         try
         {
-            long length = stream.Length;
+            long length;
+            Span<byte> prefix = stackalloc byte[8];
+            try
+            {
+                length = stream.Length;
+                if (length >= 8) stream.ReadExactly(prefix);
+            }
+            catch (IOException e)
+            {
+                throw new UserInputException($"cannot read safetensors file '{path}': {e.Message}", e);
+            }
             // Checked before mapping: also guarantees the mapping is never of length 0, which
             // MemoryMappedFile refuses (a file with an empty header and no data is still 8+ bytes).
             if (length < 8)
                 throw new SafeTensorsFormatException(path, null, SafeTensorsRule.FileTooSmall, $"{length} bytes");
-            Span<byte> prefix = stackalloc byte[8];
-            stream.ReadExactly(prefix);
             ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
             // Both length checks come before anything is allocated or mapped.
             if (headerLength > MaxHeaderLength)
@@ -91,8 +99,17 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 throw new SafeTensorsFormatException(path, null, SafeTensorsRule.HeaderLengthBeyondFile,
                     $"header length {headerLength}, file has {length - 8} bytes after the length prefix");
 
-            mapping = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            view = mapping.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            try
+            {
+                // Capacity = the length validated against: a read-only mapping refuses a capacity
+                // beyond the file, so a file that shrank meanwhile fails here instead of faulting later.
+                mapping = MemoryMappedFile.CreateFromFile(stream, null, length, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+                view = mapping.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            }
+            catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+            {
+                throw new UserInputException($"cannot map safetensors file '{path}': {e.Message}", e);
+            }
             byte* ptr = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
             ptr += view.PointerOffset;
@@ -113,8 +130,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             {
                 view?.Dispose();
                 mapping?.Dispose();
-                stream.Dispose();
             }
+            stream.Dispose(); // the mapping owns it once created; disposing twice is harmless
             throw;
         }
     }

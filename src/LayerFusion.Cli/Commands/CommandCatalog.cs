@@ -9,5 +9,7 @@ internal static class CommandCatalog
     {
         yield return MakeTinyCommand.Create();
         yield return InspectCommand.Create();
+        yield return SdxlCommand.Create();
+        yield return RunCommand.Create();
     }
 }

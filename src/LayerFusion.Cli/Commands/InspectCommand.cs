@@ -43,24 +43,25 @@ internal static class InspectCommand
             return Describe(ckpt);
         }
         if (!File.Exists(path)) throw new UserInputException($"'{path}': no such file or folder");
-        SafeTensorsFile file;
-        using (file = SafeTensorsFile.Open(path))
+        using (var file = SafeTensorsFile.Open(path))
         {
-            if (file.ByName.Keys.Any(k => k.StartsWith(LdmKeyMap.UNetPrefix, StringComparison.Ordinal)))
-            {
-                file.Dispose();
-                using var ckpt = Checkpoint.Open(path);
-                return Describe(ckpt);
-            }
-            if (file.Metadata.ContainsKey(TransparentDecoderFile.ConfigMetadataKey) || file.ByName.ContainsKey("latent_conv_in.weight"))
-                return DescribeTransparentDecoder(path, file);
-            if (LooksLikeAttentionOffsets(file))
-                return DescribeAttentionOffsets(path, file);
-            var report = Base(path, "safetensors");
-            report["tensors"] = Summary(file.Tensors);
-            report["metadata_keys"] = new JsonArray(file.Metadata.Keys.Order(StringComparer.Ordinal).Select(k => (JsonNode?)k).ToArray());
-            return report;
+            if (!file.ByName.Keys.Any(k => k.StartsWith(LdmKeyMap.UNetPrefix, StringComparison.Ordinal)))
+                return DescribeFile(path, file);
         }
+        using var single = Checkpoint.Open(path);
+        return Describe(single);
+    }
+
+    static JsonObject DescribeFile(string path, SafeTensorsFile file)
+    {
+        if (file.Metadata.ContainsKey(TransparentDecoderFile.ConfigMetadataKey) || file.ByName.ContainsKey("latent_conv_in.weight"))
+            return DescribeTransparentDecoder(path, file);
+        if (LooksLikeAttentionOffsets(file))
+            return DescribeAttentionOffsets(path, file);
+        var report = Base(path, "safetensors");
+        report["tensors"] = Summary(file.Tensors);
+        report["metadata_keys"] = new JsonArray(file.Metadata.Keys.Order(StringComparer.Ordinal).Select(k => (JsonNode?)k).ToArray());
+        return report;
     }
 
     static bool LooksLikeAttentionOffsets(SafeTensorsFile file) => file.Tensors.Count > 0 && file.ByName.Keys.All(k =>

@@ -74,6 +74,11 @@ public class CliTests
         var lj = JsonNode.Parse(lora.Out)!;
         Assert.StartsWith("lora", lj["format"]!.GetValue<string>());
         Assert.Equal(dj["offsets"]!.GetValue<int>(), lj["offsets"]!.GetValue<int>());
+        var plain = Run("inspect", Path.Combine(tmp.Sub("d"), "vae", "diffusion_pytorch_model.safetensors"), "--json");
+        Assert.Equal(0, plain.Code);
+        var pj = JsonNode.Parse(plain.Out)!;
+        Assert.Equal("safetensors", pj["kind"]!.GetValue<string>());
+        Assert.Equal(124, pj["tensors"]!["tensors"]!.GetValue<int>());
         var dec = Run("inspect", Path.Combine(tmp.Sub("d"), LayerDiffuseTiny.TransparentDecoderFileName));
         Assert.Equal(0, dec.Code);
         Assert.Contains("kind: layerdiffuse-transparent-decoder", dec.Out);

@@ -10,7 +10,7 @@ public class GemmTests
     public static TheoryData<int, int, int, bool, int, bool> Cases()
     {
         var d = new TheoryData<int, int, int, bool, int, bool>();
-        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 17, 5), (6, 16, 256), (97, 33, 257), (13, 3100, 20), (200, 50, 600), (5, 300, 70) })
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 17, 5), (6, 16, 256), (12, 32, 300), (97, 33, 257), (25, 65, 513), (13, 3100, 20), (200, 50, 600), (5, 300, 70) })
             foreach (var t in new[] { false, true })
             {
                 d.Add(m, n, k, t, 1, (m + n) % 2 == 0);
@@ -36,12 +36,13 @@ public class GemmTests
                 reference[i * n + j] = alpha * s + (withBias ? bias[1 + j] : 0);
             }
         var po = new ParallelOptions { MaxDegreeOfParallelism = dop };
-        foreach (var blocked in new[] { true, false })
+        foreach (var path in new[] { "wide", "narrow", "simple" })
         {
             var c = Rand(r, 3 + m * ldc); // garbage in C must be overwritten, padding left alone
             var padding = c.ToArray();
             var aCopy = a.ToArray(); var bCopy = b.ToArray();
-            if (blocked) Gemm.Blocked(po, m, n, k, a, 4, lda, b, 2, ldb, transB, c, 3, ldc, alpha, withBias ? bias : null, 1);
+            if (path != "simple")
+                Gemm.Blocked(po, m, n, k, a, 4, lda, b, 2, ldb, transB, c, 3, ldc, alpha, withBias ? bias : null, 1, wide: path == "wide");
             else Gemm.Simple(po, m, n, k, a, 4, lda, b, 2, ldb, transB, c, 3, ldc, alpha, withBias ? bias : null, 1);
             Assert.Equal(aCopy, a); Assert.Equal(bCopy, b);
             var y = new float[m * n];

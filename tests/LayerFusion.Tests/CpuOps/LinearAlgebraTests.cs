@@ -49,6 +49,8 @@ public class LinearAlgebraTests
         { 2, 100, 70, 130, false, -1.5f, -1 },
         { 1, 129, 257, 65, false, 1f, 2 },
         { 4, 31, 64, 31, true, 1f, 2 },
+        { 2, 160, 170, 161, false, 0.5f, -1 },   // large per batch: batches in sequence, GEMM parallel inside
+        { 2, 161, 170, 160, true, 1f, 2 },
     };
 
     [Theory, MemberData(nameof(MatMulCases))]

@@ -136,6 +136,10 @@ public class ShapeElementwiseTests
     [InlineData(new[] { 7, 9 }, new[] { 1, 0 })]
     [InlineData(new[] { 2, 64, 33 }, new[] { 0, 2, 1 })]
     [InlineData(new[] { 3, 1, 5 }, new[] { 0, 1, 2 })]
+    [InlineData(new[] { 2, 40, 33, 17 }, new[] { 0, 2, 3, 1 })]   // NCHW -> NHWC, tiles with remainders
+    [InlineData(new[] { 2, 33, 17, 40 }, new[] { 0, 3, 1, 2 })]   // NHWC -> NCHW
+    [InlineData(new[] { 3, 19, 4, 21 }, new[] { 2, 3, 0, 1 })]
+    [InlineData(new[] { 5, 1, 7 }, new[] { 2, 0, 1 })]
     public void Permute_matches_index_mapping(int[] shape, int[] axes)
     {
         var ops = Ops(-1);

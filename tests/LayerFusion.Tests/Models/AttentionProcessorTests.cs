@@ -55,7 +55,7 @@ public class AttentionProcessorTests
     {
         using var fx = new ModelFixture("unet_b");
         var ops = new CpuBackend();
-        var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), UNetConfig.Read(fx.Config));
+        var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), UNet2DConditionModel.ReadConfig(fx.Config));
         using var sample = fx.Input(ops, "sample");
         using var ehs = fx.Input(ops, "encoder_hidden_states");
         using var te = fx.Input(ops, "text_embeds");
@@ -98,7 +98,7 @@ public class AttentionProcessorTests
     {
         using var fx = new ModelFixture("unet_a");
         var ops = new CpuBackend();
-        var config = UNetConfig.Read(fx.Config);
+        var config = UNet2DConditionModel.ReadConfig(fx.Config);
         var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), config);
 
         // "foreground" weights: every attention projection offset by a seeded dW (as LayerDiffuse merges W + dW)

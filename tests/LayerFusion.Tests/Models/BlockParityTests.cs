@@ -23,4 +23,17 @@ public class BlockParityTests
         using var y = t.Forward(x, ehs, new AttentionRuntime(SdpaAttentionProcessor.Instance, new CheckpointAttentionWeights(fx.Store(ops, "blocks"))));
         ModelFixture.AssertClose(ops.ToHost(y), fx.Values($"out_{tag}"));
     }
+
+    [Fact]
+    public void Downsample2DWithPaddingZeroMatchesDiffusers()
+    {
+        // diffusers pads (0, 1, 0, 1) before a padding-0 stride-2 conv; 5x6 -> 3x3
+        using var fx = new ModelFixture("blocks");
+        var ops = new CpuBackend();
+        var d = new Downsample2D(fx.Store(ops, "blocks").Scope("down_pad0"), 4, 6, padding: 0);
+        using var x = fx.Input(ops, "down_x");
+        using var y = d.Forward(x);
+        Assert.Equal(fx.Shape("out_down_pad0"), y.Shape);
+        ModelFixture.AssertClose(ops.ToHost(y), fx.Values("out_down_pad0"));
+    }
 }

@@ -18,7 +18,7 @@ public class UNetParityTests
     {
         using var fx = new ModelFixture(name);
         var ops = new CpuBackend();
-        var config = UNetConfig.Read(fx.Config);
+        var config = UNet2DConditionModel.ReadConfig(fx.Config);
         var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), config);
         using var sample = fx.Input(ops, "sample");
         using var ehs = fx.Input(ops, "encoder_hidden_states");
@@ -39,8 +39,8 @@ public class UNetParityTests
         // guards the fixtures' purpose: nothing may be tuned to one shape
         using var a = new ModelFixture("unet_a");
         using var b = new ModelFixture("unet_b");
-        var ca = UNetConfig.Read(a.Config);
-        var cb = UNetConfig.Read(b.Config);
+        var ca = UNet2DConditionModel.ReadConfig(a.Config);
+        var cb = UNet2DConditionModel.ReadConfig(b.Config);
         Assert.NotEqual(ca.Levels, cb.Levels);
         Assert.NotEqual(ca.TransformerLayersPerBlock, cb.TransformerLayersPerBlock);
         Assert.NotEqual(ca.UseLinearProjection, cb.UseLinearProjection);
@@ -52,7 +52,7 @@ public class UNetParityTests
     {
         using var fx = new ModelFixture("unet_a");
         var ops = new CpuBackend();
-        var config = UNetConfig.Read(fx.Config) with { CrossAttentionDim = 20 };
+        var config = UNet2DConditionModel.ReadConfig(fx.Config) with { CrossAttentionDim = 20 };
         var unet = new UNet2DConditionModel(fx.Store(ops, "unet"), config);
         using var sample = fx.Input(ops, "sample");
         using var ehs = ops.FromHost(new float[2 * 5 * 20], 2, 5, 20);

@@ -12,7 +12,7 @@ public class VaeTransparentParityTests
     {
         using var fx = new ModelFixture("vae");
         var ops = new CpuBackend();
-        var vae = new AutoencoderKL(fx.Store(ops, "vae"), AutoencoderKLConfig.Read(fx.Config));
+        var vae = new AutoencoderKL(fx.Store(ops, "vae"), AutoencoderKL.ReadConfig(fx.Config));
         using var z = fx.Input(ops, "latent");
         using var y = vae.Decode(z);
         Assert.Equal(fx.Shape("out"), y.Shape);
@@ -80,5 +80,48 @@ public class VaeTransparentParityTests
             // torch.rot90(x, 1, (1, 2)) of [[1..5],[6..10],[11..15]] starts with the last column: 5, 10, 15
             Assert.Equal(new float[] { 5, 10, 15, 4, 9, 14 }, t.Take(6).ToArray());
         }
+    }
+}
+
+public class TransparentDecoderPaddingTests
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void SizesOffTheMultipleAreEdgePaddedThenCropped(bool augment)
+    {
+        using var fx = new ModelFixture("transparent");
+        var ops = new CpuBackend();
+        var decoder = new TransparentVaeDecoder(new UNet1024(fx.Store(ops, "transparent_decoder"), TransparentDecoderConfig.Read(fx.Config)));
+        const int h = 56, w = 72, hp = 64, wp = 128;
+        var rng = new Random(3);
+        var px = Enumerable.Range(0, 3 * h * w).Select(_ => (float)rng.NextDouble()).ToArray();
+        var lt = Enumerable.Range(0, 4 * (h / 8) * (w / 8)).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        using var pixel = ops.FromHost(px, 1, 3, h, w);
+        using var latent = ops.FromHost(lt, 1, 4, h / 8, w / 8);
+        using var y = decoder.Decode(pixel, latent, augment);
+        Assert.Equal(new[] { 1, 4, h, w }, y.Shape);
+
+        // reference: replicate-pad by hand, decode at the 64-multiple size, crop
+        var pp = new float[3 * hp * wp];
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < hp; i++)
+                for (int j = 0; j < wp; j++)
+                    pp[(c * hp + i) * wp + j] = px[(c * h + Math.Min(i, h - 1)) * w + Math.Min(j, w - 1)];
+        var lp = new float[4 * (hp / 8) * (wp / 8)];
+        for (int c = 0; c < 4; c++)
+            for (int i = 0; i < hp / 8; i++)
+                for (int j = 0; j < wp / 8; j++)
+                    lp[(c * (hp / 8) + i) * (wp / 8) + j] = lt[(c * (h / 8) + Math.Min(i, h / 8 - 1)) * (w / 8) + Math.Min(j, w / 8 - 1)];
+        using var pixelP = ops.FromHost(pp, 1, 3, hp, wp);
+        using var latentP = ops.FromHost(lp, 1, 4, hp / 8, wp / 8);
+        using var yp = decoder.Decode(pixelP, latentP, augment);
+        var full = ops.ToHost(yp);
+        var expected = new float[4 * h * w];
+        for (int c = 0; c < 4; c++)
+            for (int i = 0; i < h; i++)
+                for (int j = 0; j < w; j++)
+                    expected[(c * h + i) * w + j] = full[(c * hp + i) * wp + j];
+        Assert.Equal(expected, ops.ToHost(y));
     }
 }

@@ -254,6 +254,13 @@ def make_blocks(name, seed):
         m.proj_in.bias.mul_(0.01)
         weights.update({f"{tag}.{k}": v for k, v in m.state_dict().items()})
         io[f"out_{tag}"] = m(x, encoder_hidden_states=ehs).sample
+    # Downsample2D with padding 0 (diffusers pads (0, 1, 0, 1) itself), on an odd-sized input
+    from diffusers.models.downsampling import Downsample2D
+    d = Downsample2D(4, use_conv=True, out_channels=6, padding=0).eval()
+    randomize(d, seed + 30)
+    weights.update({f"down_pad0.{k}": v for k, v in d.state_dict().items()})
+    io["down_x"] = torch.randn(2, 4, 5, 6, generator=g)
+    io["out_down_pad0"] = d(io["down_x"])
     config = {"num_attention_heads": 2, "attention_head_dim": 4, "in_channels": 8, "num_layers": 2,
               "cross_attention_dim": 6, "norm_num_groups": 4}
     io["out"] = io["out_t_lin"]

@@ -14,8 +14,9 @@ public enum AttentionKind
 /// <summary>
 /// The static identity of one attention layer: its diffusers module path (e.g.
 /// `up_blocks.1.attentions.2.transformer_blocks.1.attn1`), the kind, and its dimensions.
-/// <see cref="Level"/> is the resolution level (0 = full latent resolution, each level halves it),
-/// so a processor can plan per layer before any call.
+/// <see cref="Level"/> is the resolution level (0 = the resolution of the model's input: the UNet's
+/// latent, the VAE decoder's latent, the transparent decoder's pixels; each level halves it), so a
+/// processor can plan per layer before any call.
 /// </summary>
 public sealed record AttentionSite(string Path, AttentionKind Kind, int Heads, int HeadDim, int QueryDim, int ContextDim, int Level)
 {

@@ -25,6 +25,7 @@ public sealed class UNet1024
     readonly UNetMidBlock2D _mid;
     readonly UpBlockBase[] _up;
     readonly int _latentChannelsOut;
+    readonly CheckpointAttentionWeights _weights;
 
     public UNet1024(ParameterStore p, TransparentDecoderConfig config)
     {
@@ -66,7 +67,9 @@ public sealed class UNet1024
                 ? new AttnUpBlock2D(s, input, output, prev, null, L + 1, hd, !final, Eps, g, n - 1 - i)
                 : new UpBlock2D(s, input, output, prev, null, L + 1, !final, Eps, g);
         }
+        _weights = new CheckpointAttentionWeights(p);
     }
+
 
     public TransparentDecoderConfig Config => _c;
 
@@ -93,7 +96,7 @@ public sealed class UNet1024
         if (latent.Rank != 4 || latent.Dim(0) != pixel.Dim(0) || latent.Dim(1) != _c.LatentChannels
             || latent.Dim(2) * f != pixel.Dim(2) || latent.Dim(3) * f != pixel.Dim(3))
             throw new UserInputException($"{_p.Component}: latent must be [{pixel.Dim(0)}, {_c.LatentChannels}, {pixel.Dim(2) / f}, {pixel.Dim(3) / f}], got {ShapeUtil.Format(latent.Shape)}");
-        var rt = new AttentionRuntime(Processor, new CheckpointAttentionWeights(_p));
+        var rt = new AttentionRuntime(Processor, _weights);
 
         using var sampleLatent = Nn.Conv2d(_p, "latent_conv_in", latent, _c.LatentChannels, _latentChannelsOut, 1);
         var skips = new List<Tensor> { Nn.Conv2d(_p, "conv_in", pixel, _c.InChannels, ch[0], 3, 1, 1) };

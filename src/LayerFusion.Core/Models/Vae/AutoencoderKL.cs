@@ -15,16 +15,33 @@ namespace LayerFusion.Core.Models.Vae;
 public sealed class AutoencoderKL
 {
     readonly ParameterStore _p;
+    readonly CheckpointAttentionWeights _weights;
 
     public AutoencoderKL(ParameterStore p, AutoencoderKLConfig config)
     {
         _p = p;
         Config = config;
         Decoder = new Decoder(p.Scope("decoder"), config);
+        _weights = new CheckpointAttentionWeights(p);
     }
+
 
     public AutoencoderKLConfig Config { get; }
     public Decoder Decoder { get; }
+
+    /// <summary><see cref="AutoencoderKLConfig.Read"/> plus a check that the decoder is the one implemented
+    /// (UpDecoderBlock2D levels, group norms, the mid-block attention).</summary>
+    public static AutoencoderKLConfig ReadConfig(ConfigReader r)
+    {
+        UnsupportedConfig.Check(r, "AutoencoderKL decoder",
+        [
+            UnsupportedConfig.AllStrings("up_block_types", "UpDecoderBlock2D"),
+            UnsupportedConfig.MustBe("norm_type", "group"),
+            new UnsupportedConfig.Rule("mid_block_add_attention", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
+            new UnsupportedConfig.Rule("use_post_quant_conv", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
+        ]);
+        return AutoencoderKLConfig.Read(r);
+    }
 
     /// <summary>Processor for the mid-block attention (default: plain SDPA).</summary>
     public IAttentionProcessor Processor { get; set; } = SdpaAttentionProcessor.Instance;
@@ -37,7 +54,7 @@ public sealed class AutoencoderKL
         if (z.Rank != 4 || z.Dim(1) != lc)
             throw new UserInputException($"{_p.Component}: latent must be [B, {lc}, h, w], got {ShapeUtil.Format(z.Shape)}");
         using var q = Nn.Conv2d(_p, "post_quant_conv", z, lc, lc, 1);
-        return Decoder.Forward(q, new AttentionRuntime(Processor, new CheckpointAttentionWeights(_p)));
+        return Decoder.Forward(q, new AttentionRuntime(Processor, _weights));
     }
 }
 
@@ -62,7 +79,8 @@ public sealed class Decoder
         var ch = config.BlockOutChannels;
         int n = ch.Length;
         // attention_head_dim = block_out_channels[-1]: one head over all channels
-        _mid = new UNetMidBlock2D(p.Scope("mid_block"), ch[n - 1], null, Eps, config.NormNumGroups, ch[n - 1], 1f, true, n - 1);
+        // level 0: the mid block runs at the latent's own resolution
+        _mid = new UNetMidBlock2D(p.Scope("mid_block"), ch[n - 1], null, Eps, config.NormNumGroups, ch[n - 1], 1f, true, 0);
         var rev = ch.Reverse().ToArray();
         _up = new UpDecoderBlock2D[n];
         int output = rev[0];

@@ -1,0 +1,72 @@
+using LayerFusion.WeightsLoader;
+using LayerFusion.WeightsLoader.Checkpoints;
+using LayerFusion.WeightsLoader.LayerDiffuse;
+using LayerFusion.WeightsLoader.Tiny;
+
+namespace LayerFusion.Cli.Shared;
+
+/// <summary>
+/// The checkpoint used when a command gets no --model: a tiny SDXL-shaped checkpoint with seeded
+/// random weights (and its LayerDiffuse files), written on first use under
+/// $LAYERFUSION_HOME/tiny-sdxl (default ~/.cache/layerfusion, or $XDG_CACHE_HOME/layerfusion).
+/// It shows the whole path working in seconds; its images are noise-like by construction.
+/// </summary>
+internal static class BuiltInModel
+{
+    public const string HomeVariable = "LAYERFUSION_HOME";
+    public const string FolderName = "tiny-sdxl";
+    /// <summary>Weights seed of the built-in checkpoint (make-tiny's default).</summary>
+    public const int Seed = 0;
+
+    public static string Home()
+    {
+        var home = Environment.GetEnvironmentVariable(HomeVariable);
+        if (!string.IsNullOrWhiteSpace(home)) return Path.GetFullPath(home);
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        if (!string.IsNullOrWhiteSpace(xdg) && Path.IsPathRooted(xdg)) return Path.Combine(xdg, "layerfusion");
+        var user = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        if (string.IsNullOrEmpty(user))
+            throw new UserInputException($"no --model given and no home folder for the built-in tiny checkpoint; set {HomeVariable} or pass --model DIR");
+        return Path.Combine(user, ".cache", "layerfusion");
+    }
+
+    /// <summary>
+    /// <paramref name="model"/> itself when given; otherwise the built-in checkpoint's folder, written
+    /// first if absent (into a temporary sibling folder, then renamed, so a half-written folder is never
+    /// seen). Says on <paramref name="stderr"/>, in one line, that the built-in checkpoint is used.
+    /// </summary>
+    public static string Resolve(string? model, TextWriter stderr)
+    {
+        if (!string.IsNullOrEmpty(model)) return model;
+        var home = Home();
+        var dir = Path.Combine(home, FolderName);
+        if (File.Exists(Path.Combine(dir, "model_index.json")))
+        {
+            stderr.WriteLine($"note: no --model given: using the built-in tiny checkpoint (random weights) at {dir}");
+            return dir;
+        }
+        Directory.CreateDirectory(home);
+        var temp = Path.Combine(home, $".{FolderName}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            var configs = TinyCheckpoint.DefaultConfigs();
+            TinyCheckpoint.Write(temp, CheckpointLayout.DiffusersFolder, Seed, DType.F16, configs);
+            LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, Seed, DType.F16);
+            try
+            {
+                Directory.Move(temp, dir);
+            }
+            catch (IOException) when (File.Exists(Path.Combine(dir, "model_index.json")))
+            {
+                // another process finished first; its folder is as good as ours
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(temp))
+                try { Directory.Delete(temp, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        stderr.WriteLine($"note: no --model given: wrote the built-in tiny checkpoint (random weights) to {dir} and using it");
+        return dir;
+    }
+}

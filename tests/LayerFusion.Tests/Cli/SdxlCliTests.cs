@@ -1,0 +1,140 @@
+using LayerFusion.Cli;
+using LayerFusion.Core.Imaging;
+using LayerFusion.Tests.Pipelines;
+
+namespace LayerFusion.Tests.Cli;
+
+public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
+{
+    internal static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    static string[] Lines(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    string Out(string name) => Path.Combine(tiny.Root, name);
+
+    [Fact]
+    public void WritesAValidPngOfTheRequestedSizeByteIdenticalAcrossRuns()
+    {
+        foreach (var (w, h) in new[] { (64, 48), (72, 56) })
+        {
+            string a = Out($"a{w}.png"), b = Out($"b{w}.png");
+            string[] args = ["sdxl", "--model", tiny.Default, "--prompt", "a lighthouse at dusk", "--negative", "fog",
+                "--steps", "2", "--cfg", "4.5", "--seed", "123", "--width", $"{w}", "--height", $"{h}"];
+            var r1 = Run([.. args, "--out", a]);
+            Assert.True(r1.Code == 0, r1.Err);
+            Assert.Equal("", r1.Err); // redirected: no progress line
+            var r2 = Run([.. args, "--out", b]);
+            Assert.Equal(0, r2.Code);
+            var bytes = File.ReadAllBytes(a);
+            Assert.Equal(bytes, File.ReadAllBytes(b));
+
+            var image = PngFile.Read(a);
+            Assert.Equal((w, h, 3), (image.Width, image.Height, image.Channels));
+            Assert.Contains(image.Pixels, p => p != image.Pixels[0]);
+            var text = PngFile.ReadText(bytes, a).ToDictionary(kv => kv.Key, kv => kv.Value);
+            Assert.Equal("a lighthouse at dusk", text["prompt"]);
+            Assert.Equal("fog", text["negative_prompt"]);
+            Assert.Equal("123", text["seed"]);
+            Assert.Equal("2", text["steps"]);
+            Assert.Equal("4.5", text["cfg"]);
+            Assert.Equal("euler", text["sampler"]);
+            Assert.Equal($"{w}x{h}", text["size"]);
+            Assert.Equal(Path.GetFullPath(tiny.Default), text["model"]);
+        }
+        // another seed, other bytes; the sampler switch is honoured
+        var other = Run("sdxl", "--model", tiny.Default, "--prompt", "a lighthouse at dusk", "--steps", "2", "--seed", "124",
+            "--width", "64", "--height", "48", "--sampler", "dpmpp-2m-karras", "--out", Out("c.png"));
+        Assert.Equal(0, other.Code);
+        Assert.NotEqual(File.ReadAllBytes(Out("a64.png")), File.ReadAllBytes(Out("c.png")));
+        Assert.Equal("dpmpp-2m-karras", PngFile.ReadText(File.ReadAllBytes(Out("c.png")), "c").Single(kv => kv.Key == "sampler").Value);
+        Assert.Empty(Directory.GetFiles(tiny.Root, "*.tmp")); // atomic writes leave no temporaries
+    }
+
+    [Fact]
+    public void PromptFileGivesTheSameImageAsThePromptItself()
+    {
+        File.WriteAllText(Out("prompt.txt"), "a lighthouse at dusk\n");
+        var a = Run("sdxl", "--model", tiny.Default, "--prompt-file", Out("prompt.txt"), "--steps", "1", "--width", "32", "--height", "32", "--out", Out("pf.png"));
+        var b = Run("sdxl", "--model", tiny.Default, "--prompt", "a lighthouse at dusk", "--steps", "1", "--width", "32", "--height", "32", "--out", Out("pp.png"));
+        Assert.Equal(0, a.Code);
+        Assert.Equal(0, b.Code);
+        Assert.Equal(PngFile.Read(Out("pf.png")).Pixels, PngFile.Read(Out("pp.png")).Pixels);
+    }
+
+    [Fact]
+    public void ErrorPathsExitTwoWithOneLineAndNoStackTrace()
+    {
+        string broken = Path.Combine(tiny.Root, "no-vae");
+        if (!Directory.Exists(broken))
+        {
+            Directory.CreateDirectory(broken);
+            foreach (var f in Directory.GetFiles(tiny.Default)) File.Copy(f, Path.Combine(broken, Path.GetFileName(f)));
+            foreach (var d in new[] { "unet", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler" })
+            {
+                Directory.CreateDirectory(Path.Combine(broken, d));
+                foreach (var f in Directory.GetFiles(Path.Combine(tiny.Default, d))) File.Copy(f, Path.Combine(broken, d, Path.GetFileName(f)));
+            }
+        }
+        string png = Out("err.png");
+        var cases = new (string[] Args, string Expect)[]
+        {
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--width", "70", "--out", png], "multiple of 8"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--height", "0", "--out", png], "multiple of 8"),
+            (["sdxl", "--model", broken, "--prompt", "x", "--out", png], "vae"),
+            (["sdxl", "--model", Out("does-not-exist"), "--prompt", "x", "--out", png], "no such file or folder"),
+            (["sdxl", "--model", tiny.Default, "--prompt-file", Out("missing.txt"), "--out", png], "--prompt-file"),
+            (["sdxl", "--model", tiny.Default, "--prompt-file", tiny.Root, "--out", png], "--prompt-file"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--sampler", "heun", "--out", png], "unknown sampler 'heun'"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "cuda", "--out", png], "not available"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "tpu", "--out", png], "--backend"),
+            (["sdxl", "--model", tiny.Default, "--out", png], "prompt"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--out", Path.Combine(tiny.Root, "nope", "x.png")], "does not exist"),
+        };
+        foreach (var (args, expect) in cases)
+        {
+            var r = Run(args);
+            Assert.True(r.Code == 2, $"{string.Join(' ', args)} -> {r.Code}: {r.Err}");
+            var lines = Lines(r.Err);
+            Assert.Single(lines);
+            Assert.StartsWith("error: ", lines[0]);
+            Assert.Contains(expect, lines[0]);
+            Assert.DoesNotContain("   at ", r.Err);
+            Assert.False(File.Exists(png));
+        }
+    }
+
+    [Fact]
+    public void WithoutModelTheBuiltInTinyCheckpointIsWrittenOnceAndUsed()
+    {
+        string home = Path.Combine(tiny.Root, "home");
+        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
+        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", home);
+        try
+        {
+            var first = Run("sdxl", "--prompt", "hello", "--steps", "1", "--out", Out("builtin1.png"));
+            Assert.True(first.Code == 0, first.Err);
+            Assert.Single(Lines(first.Err));
+            Assert.Contains("wrote the built-in tiny checkpoint", first.Err);
+            Assert.True(File.Exists(Path.Combine(home, "tiny-sdxl", "model_index.json")));
+            Assert.DoesNotContain(Directory.GetDirectories(home), d => Path.GetFileName(d).StartsWith('.'));
+
+            var second = Run("sdxl", "--prompt", "hello", "--steps", "1", "--out", Out("builtin2.png"));
+            Assert.Equal(0, second.Code);
+            Assert.Single(Lines(second.Err));
+            Assert.Contains("using the built-in tiny checkpoint", second.Err);
+            Assert.Equal(File.ReadAllBytes(Out("builtin1.png")), File.ReadAllBytes(Out("builtin2.png")));
+            var image = PngFile.Read(Out("builtin1.png"));
+            Assert.Equal((64, 64), (image.Width, image.Height)); // the tiny UNet's sample_size x its VAE factor
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
+        }
+    }
+}

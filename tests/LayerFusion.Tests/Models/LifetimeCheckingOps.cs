@@ -1,0 +1,112 @@
+using LayerFusion.Core.Tensors;
+using LayerFusion.WeightsLoader;
+
+namespace LayerFusion.Tests.Models;
+
+/// <summary>
+/// An <see cref="IOps"/> decorator that behaves like a backend freeing storage on Dispose (as a GPU
+/// backend does): every op output owns a storage record; Reshape views share it; using a tensor whose
+/// storage was disposed, disposing it twice, or disposing a view (the model code's rule is to dispose
+/// only op outputs) throws. Live storages are counted so leaks can be bounded.
+/// </summary>
+internal sealed class LifetimeCheckingOps(IOps inner) : IOps
+{
+    sealed class Storage
+    {
+        public bool Disposed;
+        public bool IsWeight;
+    }
+
+    sealed class Checked : Tensor
+    {
+        public Checked(LifetimeCheckingOps owner, Tensor inner, Storage storage, bool isView) : base(inner.Shape)
+        {
+            Owner = owner;
+            Inner = inner;
+            Storage = storage;
+            IsView = isView;
+        }
+
+        public LifetimeCheckingOps Owner { get; }
+        public Tensor Inner { get; }
+        public Storage Storage { get; }
+        public bool IsView { get; }
+        public override IOps Ops => Owner;
+
+        public override Tensor Reshape(params int[] shape)
+        {
+            Owner.Use(this);
+            return new Checked(Owner, Inner.Reshape(shape), Storage, true);
+        }
+
+        public override void Dispose()
+        {
+            if (IsView) throw new InvalidOperationException($"a Reshape view {this} was disposed (dispose the op output instead)");
+            if (Storage.IsWeight) throw new InvalidOperationException($"a weight {this} was disposed");
+            if (Storage.Disposed) throw new InvalidOperationException($"{this} disposed twice");
+            Storage.Disposed = true;
+            lock (Owner._live) Owner._live.Remove(Storage);
+            base.Dispose();
+        }
+    }
+
+    readonly HashSet<Storage> _live = new(ReferenceEqualityComparer.Instance);
+
+    readonly HashSet<string> _uploaded = new();
+
+    public int LiveCount { get { lock (_live) return _live.Count; } }
+
+    /// <summary>Names of every checkpoint tensor uploaded so far.</summary>
+    public IReadOnlySet<string> Uploaded { get { lock (_uploaded) return _uploaded.ToHashSet(); } }
+
+    Tensor Use(Tensor t)
+    {
+        if (t is not Checked c || c.Owner != this) throw new InvalidOperationException($"{t} is not a tensor of this backend");
+        if (c.Storage.Disposed) throw new InvalidOperationException($"use after dispose: {t}");
+        return c.Inner;
+    }
+
+    Tensor? UseOpt(Tensor? t) => t is null ? null : Use(t);
+
+    Tensor Wrap(Tensor t, bool weight = false)
+    {
+        var s = new Storage { IsWeight = weight };
+        if (!weight) lock (_live) _live.Add(s);
+        return new Checked(this, t, s, false);
+    }
+
+    public string Name => "checked-" + inner.Name;
+    public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape) => Wrap(inner.FromHost(data, shape));
+    public float[] ToHost(Tensor x) => inner.ToHost(Use(x));
+    public Tensor Zeros(params int[] shape) => Wrap(inner.Zeros(shape));
+    public Tensor Upload(WeightTensor weight)
+    {
+        lock (_uploaded) _uploaded.Add(weight.Name);
+        return Wrap(inner.Upload(weight), weight: true);
+    }
+    public Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) => Wrap(inner.Linear(Use(x), Use(weight), UseOpt(bias)));
+    public Tensor MatMul(Tensor a, Tensor b, bool transposeB = false, float alpha = 1) => Wrap(inner.MatMul(Use(a), Use(b), transposeB, alpha));
+    public Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, int stride = 1, int padding = 0) =>
+        Wrap(inner.Conv2d(Use(x), Use(weight), UseOpt(bias), stride, padding));
+    public Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, float eps, bool fuseSilu = false) =>
+        Wrap(inner.GroupNorm(Use(x), groups, UseOpt(gamma), UseOpt(beta), eps, fuseSilu));
+    public Tensor LayerNorm(Tensor x, Tensor? gamma, Tensor? beta, float eps) => Wrap(inner.LayerNorm(Use(x), UseOpt(gamma), UseOpt(beta), eps));
+    public Tensor Silu(Tensor x) => Wrap(inner.Silu(Use(x)));
+    public Tensor Gelu(Tensor x, bool tanhApproximation = false) => Wrap(inner.Gelu(Use(x), tanhApproximation));
+    public Tensor QuickGelu(Tensor x) => Wrap(inner.QuickGelu(Use(x)));
+    public Tensor Geglu(Tensor x) => Wrap(inner.Geglu(Use(x)));
+    public Tensor Softmax(Tensor x) => Wrap(inner.Softmax(Use(x)));
+    public Tensor Attention(Tensor q, Tensor k, Tensor v, int heads, Tensor? keyBias = null, bool causal = false) =>
+        Wrap(inner.Attention(Use(q), Use(k), Use(v), heads, UseOpt(keyBias), causal));
+    public Tensor Upsample2xNearest(Tensor x) => Wrap(inner.Upsample2xNearest(Use(x)));
+    public Tensor TimestepEmbedding(ReadOnlySpan<float> timesteps, int dim, bool flipSinToCos, float downscaleFreqShift, float scale = 1,
+        int maxPeriod = 10000) => Wrap(inner.TimestepEmbedding(timesteps, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
+    public Tensor Gather(Tensor table, ReadOnlySpan<int> ids) => Wrap(inner.Gather(Use(table), ids));
+    public Tensor Add(Tensor a, Tensor b) => Wrap(inner.Add(Use(a), Use(b)));
+    public Tensor Sub(Tensor a, Tensor b) => Wrap(inner.Sub(Use(a), Use(b)));
+    public Tensor Mul(Tensor a, Tensor b) => Wrap(inner.Mul(Use(a), Use(b)));
+    public Tensor Affine(Tensor x, float alpha, float beta = 0) => Wrap(inner.Affine(Use(x), alpha, beta));
+    public Tensor Concat(IReadOnlyList<Tensor> parts, int axis) => Wrap(inner.Concat(parts.Select(Use).ToArray(), axis));
+    public Tensor Slice(Tensor x, int axis, int start, int length) => Wrap(inner.Slice(Use(x), axis, start, length));
+    public Tensor Permute(Tensor x, params int[] axes) => Wrap(inner.Permute(Use(x), axes));
+}

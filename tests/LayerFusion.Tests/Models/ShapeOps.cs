@@ -1,0 +1,162 @@
+using LayerFusion.Core.Tensors;
+using LayerFusion.WeightsLoader;
+
+namespace LayerFusion.Tests.Models;
+
+/// <summary>
+/// A backend that computes only shapes, checking each op's shape contract as a real backend would:
+/// the real-size models (2.6 B parameters) run through it in milliseconds, so their layouts can be
+/// compared with diffusers' without weights. Uploads are recorded by name.
+/// </summary>
+internal sealed class ShapeOps : IOps
+{
+    sealed class ShapeTensor(ShapeOps ops, int[] shape) : Tensor(shape)
+    {
+        public override IOps Ops => ops;
+        public override Tensor Reshape(params int[] s) => new ShapeTensor(ops, ShapeUtil.Resolve(s, ElementCount));
+    }
+
+    readonly Dictionary<string, long[]> _uploaded = new();
+    public IReadOnlyDictionary<string, long[]> Uploaded => _uploaded;
+
+    Tensor T(params int[] shape) => new ShapeTensor(this, shape);
+
+    static void Require(bool ok, string op, params Tensor?[] ts)
+    {
+        if (!ok) throw new ArgumentException($"{op}: bad shapes {string.Join(", ", ts.Select(t => t is null ? "null" : ShapeUtil.Format(t.Shape)))}");
+    }
+
+    static void Same(Tensor? a, int n, string op)
+    {
+        if (a is not null) Require(a.Rank == 1 && a.Dim(0) == n, op, a);
+    }
+
+    public string Name => "shapes";
+    public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape)
+    {
+        Require(data.Length == ShapeUtil.ElementCount(shape), "FromHost");
+        return T(shape);
+    }
+    public float[] ToHost(Tensor x) => new float[x.ElementCount];
+    public Tensor Zeros(params int[] shape) => T(shape);
+    public Tensor Upload(WeightTensor weight)
+    {
+        _uploaded[weight.Name] = weight.Shape;
+        return T(weight.ShapeInt32);
+    }
+
+    public Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        Require(weight.Rank == 2 && x.Dim(-1) == weight.Dim(1), "Linear", x, weight);
+        Same(bias, weight.Dim(0), "Linear bias");
+        var s = (int[])x.Shape.Clone();
+        s[^1] = weight.Dim(0);
+        return T(s);
+    }
+
+    public Tensor MatMul(Tensor a, Tensor b, bool transposeB = false, float alpha = 1)
+    {
+        int k = transposeB ? b.Dim(-1) : b.Dim(-2), n = transposeB ? b.Dim(-2) : b.Dim(-1);
+        Require(a.Rank == b.Rank && a.Dim(-1) == k && a.Shape[..^2].SequenceEqual(b.Shape[..^2]), "MatMul", a, b);
+        var s = (int[])a.Shape.Clone();
+        s[^1] = n;
+        return T(s);
+    }
+
+    public Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, int stride = 1, int padding = 0)
+    {
+        Require(x.Rank == 4 && weight.Rank == 4 && x.Dim(1) == weight.Dim(1), "Conv2d", x, weight);
+        Same(bias, weight.Dim(0), "Conv2d bias");
+        int h = (x.Dim(2) + 2 * padding - weight.Dim(2)) / stride + 1, w = (x.Dim(3) + 2 * padding - weight.Dim(3)) / stride + 1;
+        Require(h > 0 && w > 0, "Conv2d", x, weight);
+        return T(x.Dim(0), weight.Dim(0), h, w);
+    }
+
+    public Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, float eps, bool fuseSilu = false)
+    {
+        Require(x.Rank >= 2 && groups > 0 && x.Dim(1) % groups == 0, "GroupNorm", x);
+        Same(gamma, x.Dim(1), "GroupNorm gamma");
+        Same(beta, x.Dim(1), "GroupNorm beta");
+        return T(x.Shape);
+    }
+
+    public Tensor LayerNorm(Tensor x, Tensor? gamma, Tensor? beta, float eps)
+    {
+        Same(gamma, x.Dim(-1), "LayerNorm gamma");
+        Same(beta, x.Dim(-1), "LayerNorm beta");
+        return T(x.Shape);
+    }
+
+    public Tensor Silu(Tensor x) => T(x.Shape);
+    public Tensor Gelu(Tensor x, bool tanhApproximation = false) => T(x.Shape);
+    public Tensor QuickGelu(Tensor x) => T(x.Shape);
+    public Tensor Softmax(Tensor x) => T(x.Shape);
+
+    public Tensor Geglu(Tensor x)
+    {
+        Require(x.Dim(-1) % 2 == 0, "Geglu", x);
+        var s = (int[])x.Shape.Clone();
+        s[^1] /= 2;
+        return T(s);
+    }
+
+    public Tensor Attention(Tensor q, Tensor k, Tensor v, int heads, Tensor? keyBias = null, bool causal = false)
+    {
+        Require(q.Rank == 3 && k.Rank == 3 && v.Rank == 3 && heads > 0 && q.Dim(2) % heads == 0 && k.Dim(2) == q.Dim(2)
+            && v.Shape.SequenceEqual(k.Shape) && k.Dim(0) == q.Dim(0), "Attention", q, k, v);
+        return T(q.Shape);
+    }
+
+    public Tensor Upsample2xNearest(Tensor x)
+    {
+        Require(x.Rank == 4, "Upsample2xNearest", x);
+        return T(x.Dim(0), x.Dim(1), 2 * x.Dim(2), 2 * x.Dim(3));
+    }
+
+    public Tensor TimestepEmbedding(ReadOnlySpan<float> timesteps, int dim, bool flipSinToCos, float downscaleFreqShift, float scale = 1,
+        int maxPeriod = 10000) => T(timesteps.Length, dim);
+
+    public Tensor Gather(Tensor table, ReadOnlySpan<int> ids) => T(ids.Length, table.Dim(1));
+
+    Tensor Broadcast(Tensor a, Tensor b, string op)
+    {
+        bool ok = b.Rank <= a.Rank;
+        for (int i = 1; ok && i <= b.Rank; i++) ok = b.Dim(-i) == a.Dim(-i) || b.Dim(-i) == 1;
+        Require(ok, op, a, b);
+        return T(a.Shape);
+    }
+
+    public Tensor Add(Tensor a, Tensor b) => Broadcast(a, b, "Add");
+    public Tensor Sub(Tensor a, Tensor b) => Broadcast(a, b, "Sub");
+    public Tensor Mul(Tensor a, Tensor b) => Broadcast(a, b, "Mul");
+    public Tensor Affine(Tensor x, float alpha, float beta = 0) => T(x.Shape);
+
+    public Tensor Concat(IReadOnlyList<Tensor> parts, int axis)
+    {
+        var s = (int[])parts[0].Shape.Clone();
+        int ax = axis < 0 ? axis + s.Length : axis;
+        s[ax] = 0;
+        foreach (var p in parts)
+        {
+            for (int i = 0; i < s.Length; i++)
+                Require(p.Rank == s.Length && (i == ax || p.Dim(i) == s[i]), "Concat", parts.ToArray());
+            s[ax] += p.Dim(ax);
+        }
+        return T(s);
+    }
+
+    public Tensor Slice(Tensor x, int axis, int start, int length)
+    {
+        int ax = axis < 0 ? axis + x.Rank : axis;
+        Require(start >= 0 && length >= 0 && start + length <= x.Dim(ax), "Slice", x);
+        var s = (int[])x.Shape.Clone();
+        s[ax] = length;
+        return T(s);
+    }
+
+    public Tensor Permute(Tensor x, params int[] axes)
+    {
+        Require(axes.Length == x.Rank && axes.Order().SequenceEqual(Enumerable.Range(0, x.Rank)), "Permute", x);
+        return T(axes.Select(a => x.Dim(a)).ToArray());
+    }
+}
