@@ -4,6 +4,7 @@ using LayerFusion.Core.Models.Blocks;
 using LayerFusion.Core.Models.Transparent;
 using LayerFusion.Core.Models.Unet;
 using LayerFusion.Core.Models.Vae;
+using LayerFusion.Core.Pipelines;
 using LayerFusion.Core.Schedulers;
 using LayerFusion.Core.Tensors;
 using LayerFusion.Core.Text;
@@ -83,60 +84,57 @@ public sealed record LayerDiffuseFiles(string Attention, string TransparentDecod
 public sealed class LayerFusionPipeline : IDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
-    readonly Checkpoint _checkpoint;
     readonly TransparentDecoderFile _decoderFile;
 
-    LayerFusionPipeline(IOps ops, Checkpoint checkpoint, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder)
+    LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder)
     {
-        Ops = ops;
-        _checkpoint = checkpoint;
+        Sdxl = sdxl;
         _decoderFile = decoder;
-        Unet = new UNet2DConditionModel(new ParameterStore(ops, checkpoint.Unet.Weights, "unet"), checkpoint.Unet.Config);
-        ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, ops, merged);
-        Vae = new AutoencoderKL(new ParameterStore(ops, checkpoint.Vae.Weights, "vae"), checkpoint.Vae.Config);
-        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
-        var tok1 = checkpoint.Tokenizer ?? throw new UserInputException("the checkpoint has no tokenizer");
-        var tok2 = checkpoint.Tokenizer2 ?? throw new UserInputException("the checkpoint has no tokenizer_2");
-        Text = new SdxlTextConditioning(
-            ClipTokenizer.FromDirectory(tok1.Directory), new ClipTextModel(checkpoint.TextEncoder.Config, new ParameterStore(ops, checkpoint.TextEncoder.Weights, "text_encoder")),
-            ClipTokenizer.FromDirectory(tok2.Directory), new ClipTextModel(checkpoint.TextEncoder2.Config, new ParameterStore(ops, checkpoint.TextEncoder2.Weights, "text_encoder_2")));
-        // diffusers' vae_scale_factor; the transparent decoder injects the latent where its features
-        // have the latent's size, so the two must agree (a mismatched pair cannot decode)
-        VaeScaleFactor = 1 << (checkpoint.Vae.Config.BlockOutChannels.Length - 1);
+        ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
+        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(Ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
+        // the transparent decoder injects the latent where its features have the latent's size, so
+        // its latent_inject_level must match diffusers' vae_scale_factor (a mismatched pair cannot decode)
         if (1 << decoder.Config.LatentInjectLevel != VaeScaleFactor)
             throw new UserInputException($"the transparent decoder injects latents at 1/{1 << decoder.Config.LatentInjectLevel} of the image size, " +
                 $"but this checkpoint's VAE decodes latents {VaeScaleFactor}x up (latent_inject_level must be {int.Log2(VaeScaleFactor)})");
-        if (Text.EmbeddingChannels != Unet.Config.CrossAttentionDim)
-            throw new UserInputException($"text encoders give {Text.EmbeddingChannels} channels, the UNet's cross_attention_dim is {Unet.Config.CrossAttentionDim}");
     }
 
-    public IOps Ops { get; }
-    public UNet2DConditionModel Unet { get; }
+    /// <summary>The plain SDXL pipeline whose text encoders, UNet, VAE, samplers and noise the triplet shares.</summary>
+    public SdxlPipeline Sdxl { get; }
+    public IOps Ops => Sdxl.Ops;
+    public UNet2DConditionModel Unet => Sdxl.Unet;
     public LayerDiffuseAttentionWeights ForegroundWeights { get; }
-    public AutoencoderKL Vae { get; }
+    public AutoencoderKL Vae => Sdxl.Vae;
     public TransparentVaeDecoder TransparentDecoder { get; }
-    public SdxlTextConditioning Text { get; }
-    public SchedulerConfig SchedulerConfig => _checkpoint.Scheduler;
+    public SdxlTextConditioning Text => Sdxl.Text;
+    public SchedulerConfig SchedulerConfig => Sdxl.SchedulerConfig;
     /// <summary>Image pixels per latent pixel (8 for SDXL).</summary>
-    public int VaeScaleFactor { get; }
+    public int VaeScaleFactor => Sdxl.VaeScaleFactor;
 
-    /// <summary>Opens a checkpoint (diffusers folder or single file) and the LayerDiffuse files; keeps them resident.</summary>
+    /// <summary>Opens a checkpoint (diffusers folder or single file) and the LayerDiffuse files; keeps the weights resident.</summary>
     public static LayerFusionPipeline Load(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse)
     {
         var checkpoint = Checkpoint.Open(modelPath);
+        SdxlPipeline? sdxl = null;
         TransparentDecoderFile? decoder = null;
         try
         {
             var offsets = LayerDiffuseAttention.Load(layerDiffuse.Attention, checkpoint.Unet.Config);
             var merged = LayerDiffuseAttention.Merge(checkpoint.Unet.Weights, offsets);
+            sdxl = SdxlPipeline.Load(checkpoint, ops);
             decoder = TransparentDecoderFile.Load(layerDiffuse.TransparentDecoder);
-            return new LayerFusionPipeline(ops, checkpoint, merged, decoder);
+            return new LayerFusionPipeline(sdxl, merged, decoder);
         }
         catch
         {
             decoder?.Dispose();
-            checkpoint.Dispose();
+            sdxl?.Dispose();
             throw;
+        }
+        finally
+        {
+            // SdxlPipeline.Load uploaded every weight and Merge copied the offset ones
+            checkpoint.Dispose();
         }
     }
 
@@ -189,17 +187,14 @@ public sealed class LayerFusionPipeline : IDisposable
         var schedulers = new IScheduler[TripletLayout.Streams];
         for (int s = 0; s < schedulers.Length; s++)
         {
-            schedulers[s] = req.Sampler is null ? Samplers.FromConfig(SchedulerConfig) : Samplers.Create(req.Sampler, SchedulerConfig);
+            schedulers[s] = Sdxl.CreateScheduler(req.Sampler);
             schedulers[s].SetTimesteps(req.Steps);
         }
         int steps = schedulers[0].StepCount;
-        var noise = new GaussianNoise(req.Seed).Next(latentSize);
+        // every stream starts from the noise a plain SDXL run of this seed draws
         var latents = new float[TripletLayout.Streams][];
-        for (int s = 0; s < latents.Length; s++)
-        {
-            latents[s] = new float[latentSize];
-            for (int i = 0; i < latentSize; i++) latents[s][i] = noise[i] * schedulers[s].InitNoiseSigma;
-        }
+        for (int s = 0; s < latents.Length; s++) latents[s] = Sdxl.InitialLatents(req.Seed, 1, lh, lw, schedulers[s].InitNoiseSigma);
+        bool guided = SdxlPipeline.UsesGuidance(req.GuidanceScale);
 
         int dumpStep = -1;
         if (req.DumpPriors)
@@ -244,8 +239,11 @@ public sealed class LayerFusionPipeline : IDisposable
             fusion.Record = null;
             for (int s = 0; s < TripletLayout.Streams; s++)
             {
-                var guided = Guidance.Combine(eps.AsSpan(s * 2 * latentSize, 2 * latentSize), req.GuidanceScale);
-                schedulers[s].Step(guided, step, latents[s], latents[s]);
+                // diffusers' guidance only when scale > 1; otherwise the cond branch alone (the uncond rows
+                // never influence other rows: sharing and blending stay within a branch)
+                var rows = eps.AsSpan(s * 2 * latentSize, 2 * latentSize);
+                var noisePred = guided ? Guidance.Combine(rows, req.GuidanceScale) : rows[latentSize..].ToArray();
+                schedulers[s].Step(noisePred, step, latents[s], latents[s]);
             }
             if (recorded != null)
             {
@@ -289,23 +287,22 @@ public sealed class LayerFusionPipeline : IDisposable
         var ops = Ops;
         int lc = Unet.Config.InChannels;
         int f = VaeScaleFactor, h = lh * f, w = lw * f;
-        float inv = (float)(1.0 / Vae.Config.ScalingFactor);
-        var unscaled = latents.Select(l => l.Select(v => v * inv).ToArray()).ToArray();
-        float[] VaeDecode(float[] z)
+        float[] VaeDecode(float[] latent)
         {
-            using var zt = ops.FromHost(z, 1, lc, lh, lw);
-            using var y = Vae.Decode(zt);
+            using var y = Sdxl.DecodeLatents(latent, 1, lh, lw);
             if (y.Dim(2) != h || y.Dim(3) != w || y.Dim(1) != 3)
                 throw new UserInputException($"the VAE decoded a {lh}x{lw} latent to {ShapeUtil.Format(y.Shape)}, expected [1, 3, {h}, {w}]");
             return ops.ToHost(y);
         }
-        var bgPx = VaeDecode(unscaled[TripletLayout.Background]);
+        var bgPx = VaeDecode(latents[TripletLayout.Background]);
         progress?.Report(new LayerFusionProgress("decode", 1, 3));
         ct.ThrowIfCancellationRequested();
-        var blendPx = VaeDecode(unscaled[TripletLayout.Blend]);
+        var blendPx = VaeDecode(latents[TripletLayout.Blend]);
         progress?.Report(new LayerFusionProgress("decode", 2, 3));
         ct.ThrowIfCancellationRequested();
-        var fgPx = VaeDecode(unscaled[TripletLayout.Foreground]);
+        var fgPx = VaeDecode(latents[TripletLayout.Foreground]);
+        float[] fgLatent;
+        using (var z = Sdxl.UnscaledLatents(latents[TripletLayout.Foreground], 1, lh, lw)) fgLatent = ops.ToHost(z);
 
         // the transparent decoder runs on sizes padded to its size multiple (64 for the released
         // architecture) by edge replication, cropped after
@@ -314,7 +311,7 @@ public sealed class LayerFusionPipeline : IDisposable
         var fgUnit = fgPx.Select(v => Math.Clamp(v * 0.5f + 0.5f, 0f, 1f)).ToArray();
         float[] rgba;
         using (var pixel = ops.FromHost(PadEdge(fgUnit, 3, h, w, ph, pw), 1, 3, ph, pw))
-        using (var latent = ops.FromHost(PadEdge(unscaled[TripletLayout.Foreground], lc, lh, lw, ph / f, pw / f), 1, lc, ph / f, pw / f))
+        using (var latent = ops.FromHost(PadEdge(fgLatent, lc, lh, lw, ph / f, pw / f), 1, lc, ph / f, pw / f))
         using (var y = TransparentDecoder.Decode(pixel, latent, augment))
         {
             if (y.Dim(1) != 4) throw new UserInputException($"the transparent decoder gives {y.Dim(1)} channels; alpha + RGB needs 4");
@@ -362,7 +359,7 @@ public sealed class LayerFusionPipeline : IDisposable
 
     public void Dispose()
     {
-        _checkpoint.Dispose();
+        Sdxl.Dispose();
         _decoderFile.Dispose();
         _gate.Dispose();
     }

@@ -1,6 +1,6 @@
 using LayerFusion.Core.Fusion;
 using LayerFusion.Core.Imaging;
-using LayerFusion.Core.Models.Unet;
+using LayerFusion.Core.Pipelines;
 using LayerFusion.Core.Schedulers;
 using LayerFusion.Tests.Checkpoints;
 using LayerFusion.WeightsLoader;
@@ -123,31 +123,24 @@ public sealed class LayerFusionPipelineTests(TinyLayerFusionModel model) : IClas
         var req = Request(32, 24, new LayerFusionOptions { Sharing = false, TransparentAugment = false });
         var result = pipe.Generate(req, null, TestContext.Current.CancellationToken);
 
-        // a plain SDXL text-to-image loop (diffusers' StableDiffusionXLPipeline) with the same seed
-        var ops = pipe.Ops;
-        using var enc = pipe.Text.Encode(req.Background, req.Negative);
-        using var ehs = ops.Concat([enc.Negative.PromptEmbeds, enc.Positive.PromptEmbeds], 0);
-        using var pooled = ops.Concat([enc.Negative.PooledPromptEmbeds, enc.Positive.PooledPromptEmbeds], 0);
-        var ids = SdxlTimeIds.Repeat(SdxlTimeIds.ForSize(req.Height, req.Width), 2);
-        var sched = Samplers.Create(req.Sampler!, pipe.SchedulerConfig);
-        sched.SetTimesteps(req.Steps);
-        int lc = pipe.Unet.Config.InChannels, lh = req.Height / pipe.VaeScaleFactor, lw = req.Width / pipe.VaeScaleFactor, n = lc * lh * lw;
-        var latents = new GaussianNoise(req.Seed).Next(n).Select(v => v * sched.InitNoiseSigma).ToArray();
-        for (int i = 0; i < sched.StepCount; i++)
+        // the plain SDXL pipeline (diffusers' StableDiffusionXLPipeline) with the BG prompt and the same seed
+        var plain = pipe.Sdxl.Generate(new SdxlRequest
         {
-            var x = sched.ScaleModelInput(latents, i);
-            using var xt = ops.FromHost([.. x, .. x], 2, lc, lh, lw);
-            using var y = pipe.Unet.Forward(xt, [sched.Timesteps[i]], ehs, pooled, ids);
-            latents = sched.Step(Guidance.Combine(ops.ToHost(y), req.GuidanceScale), i, latents);
-        }
-        float inv = (float)(1 / pipe.Vae.Config.ScalingFactor);
-        using var z = ops.FromHost(latents.Select(v => v * inv).ToArray(), 1, lc, lh, lw);
-        using var px = pipe.Vae.Decode(z);
-        var plain = ImageConvert.FromSignedNchw(ops.ToHost(px), 0, 3, req.Height, req.Width);
+            Prompt = req.Background, NegativePrompt = req.Negative, Width = req.Width, Height = req.Height,
+            Steps = req.Steps, GuidanceScale = req.GuidanceScale, Seed = req.Seed, Sampler = req.Sampler,
+        }, null, TestContext.Current.CancellationToken).Images[0];
         AssertSameImage(plain, result.Background, "BG vs plain SDXL");
 
         var shared = pipe.Generate(req with { Options = new LayerFusionOptions { TransparentAugment = false } }, null, TestContext.Current.CancellationToken);
         Assert.False(shared.Background.Pixels.AsSpan().SequenceEqual(plain.Pixels), "sharing had no effect on BG");
+
+        // without guidance (cfg <= 1) the BG stream is still the plain run
+        var unguided = req with { GuidanceScale = 1f };
+        var plain1 = pipe.Sdxl.Generate(new SdxlRequest
+        {
+            Prompt = req.Background, Width = req.Width, Height = req.Height, Steps = req.Steps, GuidanceScale = 1f, Seed = req.Seed, Sampler = req.Sampler,
+        }, null, TestContext.Current.CancellationToken).Images[0];
+        AssertSameImage(plain1, pipe.Generate(unguided, null, TestContext.Current.CancellationToken).Background, "BG vs plain SDXL, no guidance");
     }
 
     [Fact]
