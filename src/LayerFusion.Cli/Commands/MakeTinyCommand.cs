@@ -28,7 +28,7 @@ internal static class MakeTinyCommand
             if (File.Exists(outDir)) throw new UserInputException($"make-tiny: '{outDir}' is a file, not a folder");
             var configs = TinyCheckpoint.DefaultConfigs();
             TinyCheckpoint.Write(outDir, kind, s, type, configs);
-            LayerDiffuseTiny.WriteAll(outDir, configs.UnetConfig, s, type);
+            LayerDiffuseTiny.WriteAll(outDir, configs.UnetConfig, s, type, decoder: Shared.BuiltInModel.TinyDecoderFor(configs));
             parse.InvocationConfiguration.Output.WriteLine(
                 $"wrote a tiny SDXL checkpoint ({(kind == CheckpointLayout.DiffusersFolder ? "diffusers folder" : "single file")}, seed {s}, {type}) and LayerDiffuse files to {Path.GetFullPath(outDir)}");
             return 0;
