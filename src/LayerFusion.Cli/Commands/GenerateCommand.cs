@@ -37,11 +37,12 @@ internal static class GenerateCommand
         var d = new Option<float>("--d") { Description = "Decision-boundary coefficient of mask_hard.", DefaultValueFactory = _ => 10f };
         var blendAttention = new Option<string>("--blend-attention") { Description = "Which attention outputs are blended: both, self, cross or none.", DefaultValueFactory = _ => "both" };
         var priorLayer = new Option<string?>("--prior-layer") { Description = "Self-attention layer of the structure prior (default: up_blocks.1.attentions.2.transformer_blocks.1.attn1, else the last)." };
+        var blendOwnPrompt = new Option<bool>("--blend-own-prompt") { Description = "With sharing, BLEND's cross-attention reads the blend prompt instead of the BG prompt (Alg. 3 reads p_BG)." };
         var noAugment = new Option<bool>("--no-augment") { Description = "One transparent-decoder pass instead of the 8-way flip/rotation median." };
         var command = new Command("generate", "Generate a layered triplet: transparent foreground, background, blended image and alpha composite.")
         {
             fg, bg, blend, negative, model, layerDiffuse, steps, cfg, seed, width, height, sampler, backend, output, dump,
-            noSharing, noExclusion, d, blendAttention, priorLayer, noAugment,
+            noSharing, noExclusion, d, blendAttention, priorLayer, blendOwnPrompt, noAugment,
         };
         command.SetAction(parse =>
         {
@@ -72,6 +73,7 @@ internal static class GenerateCommand
                 PriorLayer = parse.GetValue(priorLayer),
                 BlendPrompt = parse.GetValue(blend),
                 TransparentAugment = !parse.GetValue(noAugment),
+                BlendCrossReadsBackgroundPrompt = !parse.GetValue(blendOwnPrompt),
             };
             options.Validate();
             var samplerName = SdxlCommand.CheckSampler(parse.GetValue(sampler));

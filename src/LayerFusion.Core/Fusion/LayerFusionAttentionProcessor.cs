@@ -104,7 +104,7 @@ public sealed class LayerFusionAttentionProcessor : IAttentionProcessor
             if (cross)
             {
                 using var ctxBg = Rows(call.Context!, TripletLayout.Background);
-                using var ctxBl = Options.Sharing ? null : Rows(call.Context!, TripletLayout.Blend);
+                using var ctxBl = Options.Sharing && Options.BlendCrossReadsBackgroundPrompt ? null : Rows(call.Context!, TripletLayout.Blend);
                 aBlend = PlainAttention(baseW, hBl, ctxBl ?? ctxBg, site.Heads);
                 aBg = PlainAttention(baseW, hBg, ctxBg, site.Heads);
             }

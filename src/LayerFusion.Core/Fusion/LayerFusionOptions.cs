@@ -13,6 +13,10 @@ public sealed record LayerFusionOptions
     /// cross-attention BLEND queries read the BG prompt (Alg. 3: Attention_θ([h_BG, h_Blended], p_BG)).</summary>
     public bool Sharing { get; init; } = true;
 
+    /// <summary>With sharing: BLEND's cross-attention reads the BG prompt (Alg. 3's Attention_θ([h_BG, h_Blended], p_BG),
+    /// our literal reading). false: BLEND reads its own (blend) prompt even with sharing on.</summary>
+    public bool BlendCrossReadsBackgroundPrompt { get; init; } = true;
+
     /// <summary>With sharing: BLEND keys inside the foreground (mask_hard &gt; 0.5) are hidden from BG
     /// queries, so the object does not leak into the background (our decision, DESIGN §5).</summary>
     public bool Exclusion { get; init; } = true;

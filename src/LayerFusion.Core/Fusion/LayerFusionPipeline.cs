@@ -269,7 +269,7 @@ public sealed class LayerFusionPipeline : IDisposable
             ["layerfusion:size"] = $"{req.Width}x{req.Height}",
             ["layerfusion:sampler"] = schedulers[0].Name,
             ["layerfusion:options"] = $"sharing={opt.Sharing} exclusion={opt.Exclusion} d={opt.D.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} " +
-                $"blend_self={opt.BlendSelfAttention} blend_cross={opt.BlendCrossAttention} prior_layer={priorSite.Path} augment={opt.TransparentAugment}",
+                $"blend_self={opt.BlendSelfAttention} blend_cross={opt.BlendCrossAttention} blend_cross_reads_bg={opt.BlendCrossReadsBackgroundPrompt} prior_layer={priorSite.Path} augment={opt.TransparentAugment}",
         };
         return new LayerFusionResult(images.Fg, images.Bg, images.Blend, images.Composite, parameters, warnings, dump);
     }

@@ -96,7 +96,8 @@ public class LayerFusionLayerReferenceTests
     [InlineData(AttentionKind.Self, false, false)]
     [InlineData(AttentionKind.Cross, true, true)]
     [InlineData(AttentionKind.Cross, false, false)]
-    public void OneLayerMatchesAFloat64TranscriptionOfAlgorithm3(AttentionKind kind, bool sharing, bool exclusion)
+    [InlineData(AttentionKind.Cross, true, true, false)]
+    public void OneLayerMatchesAFloat64TranscriptionOfAlgorithm3(AttentionKind kind, bool sharing, bool exclusion, bool blendReadsBg = true)
     {
         bool cross = kind == AttentionKind.Cross;
         int ctxDim = cross ? ContextDim : QueryDim;
@@ -107,7 +108,7 @@ public class LayerFusionLayerReferenceTests
         // structure prior on a 2x3 grid, resized to the 3x4 layer; the prior pass's c for attn1
         var prior = new StructurePrior(new float[6], Rand(6).Select(x => (float)(0.5 + 0.5 * x)).ToArray(), 2, 3);
         var priorC = Rand(T).Select(x => (float)(0.3 + 0.25 * x)).ToArray();
-        var options = new LayerFusionOptions { Sharing = sharing, Exclusion = exclusion, D = 7f };
+        var options = new LayerFusionOptions { Sharing = sharing, Exclusion = exclusion, D = 7f, BlendCrossReadsBackgroundPrompt = blendReadsBg };
 
         var proc = new LayerFusionAttentionProcessor(new Fixed(Upload(fgP)), options);
         proc.BeginStep(prior, new Dictionary<string, float[]> { [$"{Block}.attn2"] = priorC }, Eos);
@@ -140,7 +141,7 @@ public class LayerFusionLayerReferenceTests
         {
             var fgOut = Layer(fgP, Hid(TripletLayout.Foreground, cond), cross ? Ctx(TripletLayout.Foreground, cond) : Hid(TripletLayout.Foreground, cond));
             var blOut = Layer(basis, Hid(TripletLayout.Blend, cond),
-                cross ? Ctx(sharing ? TripletLayout.Background : TripletLayout.Blend, cond) : Hid(TripletLayout.Blend, cond));
+                cross ? Ctx(sharing && blendReadsBg ? TripletLayout.Background : TripletLayout.Blend, cond) : Hid(TripletLayout.Blend, cond));
             for (int t = 0; t < T; t++)
                 for (int ch = 0; ch < QueryDim; ch++)
                 {
