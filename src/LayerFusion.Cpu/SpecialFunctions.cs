@@ -24,18 +24,4 @@ internal static class SpecialFunctions
 
     /// <summary>Exact (erf) GELU: 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2).</summary>
     public static float GeluErf(float x) => (float)(0.5 * x * Erfc(-x * InvSqrt2));
-
-    const float Sqrt2OverPi = 0.7978845608028654f;
-
-    /// <summary>torch approximate="tanh": 0.5 x (1 + tanh(u)) rewritten as x * sigmoid(2u), which is
-    /// identical mathematically and free of the cancellation of 1 + tanh(u) for negative u.</summary>
-    public static float GeluTanh(float x)
-    {
-        float u = Sqrt2OverPi * (x + 0.044715f * x * x * x);
-        return x / (1f + MathF.Exp(-2f * u));
-    }
-
-    public static float Silu(float x) => x / (1f + MathF.Exp(-x));
-
-    public static float QuickGelu(float x) => x / (1f + MathF.Exp(-1.702f * x));
 }
