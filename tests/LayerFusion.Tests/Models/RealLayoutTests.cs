@@ -56,6 +56,13 @@ public class RealLayoutTests
         Assert.Equal(new[] { 2, 4, 128, 128 }, y.Shape);
         AssertSameLayout(weights, ops);
         Assert.Equal(140, unet.AttentionSites.Count);
+        var f = ops.Flops;
+        double total = f.Values.Sum() / 2; // per image
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"SDXL UNet 1024x1024 per image: {total / 1e12:F2} TFLOP; linear {f["linear"] / 2e12:F2}, conv {f["conv"] / 2e12:F2}, " +
+            $"attention {f["attention"] / 2e12:F2} (cross {ops.AttentionFlopsByKeys[77] / 2e12:F3})");
+        // DESIGN.md §6's cost model: about 6.8 TFLOP per evaluation
+        Assert.InRange(total / 1e12, 6.5, 7.1);
     }
 
     [Fact]

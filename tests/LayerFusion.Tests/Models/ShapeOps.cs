@@ -17,6 +17,11 @@ internal sealed class ShapeOps : IOps
     }
 
     readonly Dictionary<string, long[]> _uploaded = new();
+
+    /// <summary>Multiply-add FLOPs (2 per MAC) of the matrix ops, by kind: "linear", "conv", "matmul", "attention".</summary>
+    public Dictionary<string, double> Flops { get; } = new() { ["linear"] = 0, ["conv"] = 0, ["matmul"] = 0, ["attention"] = 0 };
+    /// <summary>Attention FLOPs by key count (self-attention has many keys, cross-attention 77).</summary>
+    public Dictionary<int, double> AttentionFlopsByKeys { get; } = new();
     public IReadOnlyDictionary<string, long[]> Uploaded => _uploaded;
 
     Tensor T(params int[] shape) => new ShapeTensor(this, shape);
@@ -51,6 +56,7 @@ internal sealed class ShapeOps : IOps
         Same(bias, weight.Dim(0), "Linear bias");
         var s = (int[])x.Shape.Clone();
         s[^1] = weight.Dim(0);
+        Flops["linear"] += 2.0 * (x.ElementCount / x.Dim(-1)) * weight.Dim(0) * weight.Dim(1);
         return T(s);
     }
 
@@ -69,6 +75,7 @@ internal sealed class ShapeOps : IOps
         Same(bias, weight.Dim(0), "Conv2d bias");
         int h = (x.Dim(2) + 2 * padding - weight.Dim(2)) / stride + 1, w = (x.Dim(3) + 2 * padding - weight.Dim(3)) / stride + 1;
         Require(h > 0 && w > 0, "Conv2d", x, weight);
+        Flops["conv"] += 2.0 * x.Dim(0) * h * w * weight.ElementCount;
         return T(x.Dim(0), weight.Dim(0), h, w);
     }
 
@@ -104,6 +111,9 @@ internal sealed class ShapeOps : IOps
     {
         Require(q.Rank == 3 && k.Rank == 3 && v.Rank == 3 && heads > 0 && q.Dim(2) % heads == 0 && k.Dim(2) == q.Dim(2)
             && v.Shape.SequenceEqual(k.Shape) && k.Dim(0) == q.Dim(0), "Attention", q, k, v);
+        double f = 2.0 * 2.0 * q.Dim(0) * q.Dim(1) * k.Dim(1) * q.Dim(2);
+        Flops["attention"] += f;
+        AttentionFlopsByKeys[k.Dim(1)] = AttentionFlopsByKeys.GetValueOrDefault(k.Dim(1)) + f;
         return T(q.Shape);
     }
 

@@ -4,20 +4,21 @@ namespace LayerFusion.Core.Models.Blocks;
 
 /// <summary>
 /// diffusers BasicTransformerBlock (norm_type "layer_norm", eps 1e-5): self-attention (attn1),
-/// cross-attention (attn2), GEGLU feed-forward (ff.net.0.proj, ff.net.2; inner = 4 * dim), each
+/// cross-attention (attn2), GEGLU <see cref="FeedForward"/> (ff), each
 /// pre-normed (norm1..3) and added to the residual stream.
 /// </summary>
 public sealed class BasicTransformerBlock
 {
     const float LayerNormEps = 1e-5f;
     readonly ParameterStore _p;
-    readonly int _dim, _ffInner;
+    readonly int _dim;
+    readonly FeedForward _ff;
 
     public BasicTransformerBlock(ParameterStore p, int dim, int heads, int headDim, int crossAttentionDim, int level)
     {
         _p = p;
         _dim = dim;
-        _ffInner = 4 * dim;
+        _ff = new FeedForward(p.Scope("ff"), dim);
         var path = Nn.PathOf(p);
         Attn1 = new Attention(new AttentionSite(path + ".attn1", AttentionKind.Self, heads, headDim, dim, dim, level));
         Attn2 = new Attention(new AttentionSite(path + ".attn2", AttentionKind.Cross, heads, headDim, dim, crossAttentionDim, level));
@@ -43,9 +44,7 @@ public sealed class BasicTransformerBlock
         using (h2)
         {
             using var n3 = Nn.LayerNorm(_p, "norm3", h2, _dim, LayerNormEps);
-            using var proj = Nn.Linear(_p, "ff.net.0.proj", n3, _dim, 2 * _ffInner);
-            using var gated = ops.Geglu(proj);
-            using var ff = Nn.Linear(_p, "ff.net.2", gated, _ffInner, _dim);
+            using var ff = _ff.Forward(n3);
             return ops.Add(ff, h2);
         }
     }
