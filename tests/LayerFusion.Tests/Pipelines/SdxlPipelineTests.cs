@@ -160,6 +160,23 @@ public sealed class SdxlPipelineTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     }
 
     [Fact]
+    public void TwoImagesPerPromptShareOneBatchOfFourAndTheFirstEqualsASingleImageRun()
+    {
+        using var pipeline = SdxlPipeline.Open(tiny.Default, new CpuBackend());
+        var counter = new CountingProcessor();
+        pipeline.Unet.Processor = counter;
+        var two = pipeline.Generate(Request(steps: 2) with { NumImages = 2 }, null, Ct);
+        Assert.All(counter.Calls, c => Assert.Equal(4, c.Batch)); // [uncond, uncond, cond, cond]
+        Assert.Equal(2, two.Images.Count);
+        Assert.Equal([2, 4, 20, 24], two.LatentShape);
+        var one = pipeline.Generate(Request(steps: 2), null, Ct);
+        int n = one.Latents.Length;
+        var first = two.Latents.AsSpan(0, n).ToArray();
+        Assert.True(MaxAbsDiff(first, one.Latents) <= 1e-5 * MaxAbs(one.Latents), $"max diff {MaxAbsDiff(first, one.Latents)}");
+        Assert.True(MaxAbsDiff(two.Latents.AsSpan(n, n), one.Latents) > 1e-2); // the second image has its own noise
+    }
+
+    [Fact]
     public void InitialLatentsAreSeededNoiseTimesInitNoiseSigma()
     {
         using var pipeline = SdxlPipeline.Open(tiny.Default, new CpuBackend());
