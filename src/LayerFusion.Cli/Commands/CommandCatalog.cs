@@ -11,5 +11,7 @@ internal static class CommandCatalog
         yield return InspectCommand.Create();
         yield return SdxlCommand.Create();
         yield return RunCommand.Create();
+        yield return GenerateCommand.Create();
+        yield return ComposeCommand.Create();
     }
 }

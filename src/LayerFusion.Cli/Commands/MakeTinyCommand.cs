@@ -31,7 +31,7 @@ internal static class MakeTinyCommand
             AtomicFolder.Write(outDir, temp =>
             {
                 TinyCheckpoint.Write(temp, kind, s, type, configs);
-                LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, s, type);
+                LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, s, type, decoder: Shared.BuiltInModel.TinyDecoderFor(configs));
             }, "make-tiny");
             parse.InvocationConfiguration.Output.WriteLine(
                 $"wrote a tiny SDXL checkpoint ({(kind == CheckpointLayout.DiffusersFolder ? "diffusers folder" : "single file")}, seed {s}, {type}) and LayerDiffuse files to {Path.GetFullPath(outDir)}");

@@ -30,6 +30,10 @@ internal static class BuiltInModel
         return Path.Combine(user, ".cache", "layerfusion");
     }
 
+    /// <summary>The tiny transparent decoder with its latent injected at the tiny VAE's scale (so `generate` can decode it).</summary>
+    public static WeightsLoader.Configs.TransparentDecoderConfig TinyDecoderFor(TinyConfigs configs) =>
+        LayerDiffuseTiny.TinyDecoderConfig with { LatentInjectLevel = int.Log2(1 << (configs.VaeConfig.BlockOutChannels.Length - 1)) };
+
     /// <summary>
     /// <paramref name="model"/> itself when given; otherwise the built-in checkpoint's folder, written
     /// first if absent (into a temporary sibling folder, then renamed, so a half-written folder is never
@@ -51,7 +55,7 @@ internal static class BuiltInModel
         {
             var configs = TinyCheckpoint.DefaultConfigs();
             TinyCheckpoint.Write(temp, CheckpointLayout.DiffusersFolder, Seed, DType.F16, configs);
-            LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, Seed, DType.F16);
+            LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, Seed, DType.F16, decoder: TinyDecoderFor(configs));
             try
             {
                 Directory.Move(temp, dir);

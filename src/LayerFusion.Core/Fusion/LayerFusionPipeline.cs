@@ -1,0 +1,366 @@
+using LayerFusion.Core.Imaging;
+using LayerFusion.Core.Models;
+using LayerFusion.Core.Models.Blocks;
+using LayerFusion.Core.Models.Transparent;
+using LayerFusion.Core.Models.Unet;
+using LayerFusion.Core.Models.Vae;
+using LayerFusion.Core.Pipelines;
+using LayerFusion.Core.Schedulers;
+using LayerFusion.Core.Tensors;
+using LayerFusion.Core.Text;
+using LayerFusion.WeightsLoader;
+using LayerFusion.WeightsLoader.Checkpoints;
+using LayerFusion.WeightsLoader.Configs;
+using LayerFusion.WeightsLoader.LayerDiffuse;
+
+namespace LayerFusion.Core.Fusion;
+
+/// <summary>One triplet to generate.</summary>
+public sealed record LayerFusionRequest
+{
+    public required string Foreground { get; init; }
+    public required string Background { get; init; }
+    /// <summary>Negative prompt for all three streams; null/empty = zeros (SDXL's force_zeros_for_empty_prompt).</summary>
+    public string? Negative { get; init; }
+    public int Steps { get; init; } = 30;
+    public float GuidanceScale { get; init; } = 7f;
+    public ulong Seed { get; init; }
+    public int Width { get; init; } = 1024;
+    public int Height { get; init; } = 1024;
+    /// <summary>A <see cref="Samplers"/> name; null = the checkpoint's scheduler.</summary>
+    public string? Sampler { get; init; }
+    /// <summary>Record s', c and the masks at t = 0.8T (and the prior layer's probabilities on small models).</summary>
+    public bool DumpPriors { get; init; }
+    public LayerFusionOptions Options { get; init; } = new();
+
+    public void Validate()
+    {
+        if (Width <= 0 || Height <= 0 || Width % 8 != 0 || Height % 8 != 0)
+            throw new UserInputException($"width and height must be positive multiples of 8, got {Width}x{Height}");
+        if (Steps < 1 || Steps > 1000) throw new UserInputException($"steps must be 1..1000, got {Steps}");
+        if (!float.IsFinite(GuidanceScale) || GuidanceScale < 0) throw new UserInputException($"guidance scale must be a finite number >= 0, got {GuidanceScale}");
+        Options.Validate();
+    }
+}
+
+/// <summary>Progress of one generation: <see cref="Phase"/> is "denoise" (Step of Steps) or "decode".</summary>
+public sealed record LayerFusionProgress(string Phase, int Step, int Steps);
+
+/// <summary>The maps of one denoising step (t closest to 0.8T) for inspection (paper Fig. 3).</summary>
+/// <param name="VisualizedSite">The cross-attention layer whose c and masks the PNGs show (the prior layer's block).</param>
+public sealed record LayerFusionPriorDump(int Step, float Timestep, StructurePrior Structure, IReadOnlyDictionary<string, LayerFusionMaps> Maps,
+    string VisualizedSite, float[]? PriorProbabilities);
+
+/// <summary>A generated triplet as in-memory images (straight-alpha RGBA foreground).</summary>
+public sealed record LayerFusionResult(Image8 Foreground, Image8 Background, Image8 Blend, Image8 AlphaComposite,
+    IReadOnlyDictionary<string, string> Parameters, IReadOnlyList<string> Warnings, LayerFusionPriorDump? Priors);
+
+/// <summary>Where the LayerDiffuse files are: the attention offsets (dense or LoRA) and the transparent decoder.</summary>
+public sealed record LayerDiffuseFiles(string Attention, string TransparentDecoder)
+{
+    /// <summary>Files with LayerDiffuse's released names in <paramref name="dir"/> (the dense attention file preferred).</summary>
+    public static LayerDiffuseFiles InDirectory(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new UserInputException($"'{dir}': LayerDiffuse folder not found");
+        string? attn = new[] { LayerDiffuseTiny.DenseAttentionFileName, LayerDiffuseTiny.LoraAttentionFileName }
+            .Select(n => Path.Combine(dir, n)).FirstOrDefault(File.Exists);
+        var dec = Path.Combine(dir, LayerDiffuseTiny.TransparentDecoderFileName);
+        if (attn is null)
+            throw new UserInputException($"'{dir}' has no LayerDiffuse attention file ({LayerDiffuseTiny.DenseAttentionFileName} or {LayerDiffuseTiny.LoraAttentionFileName})");
+        if (!File.Exists(dec)) throw new UserInputException($"'{dir}' has no transparent decoder ({LayerDiffuseTiny.TransparentDecoderFileName})");
+        return new LayerDiffuseFiles(attn, dec);
+    }
+}
+
+/// <summary>
+/// LayerFusion triplet generation (paper Sec. 3, DESIGN §5) over one resident SDXL checkpoint plus
+/// the LayerDiffuse foreground offsets and transparent decoder. Load once, generate many times
+/// (generations are serialized). Per denoising step: the prior pass (FG cond, batch 1) then the
+/// interaction pass over [FG, BLEND, BG] x [uncond, cond] as one UNet batch; CFG and the sampler
+/// step per stream. All three streams start from the same seeded noise, so with sharing off the BG
+/// stream is exactly a plain SDXL run of the BG prompt with that seed. The library writes nothing
+/// to the console.
+/// </summary>
+public sealed class LayerFusionPipeline : IDisposable
+{
+    readonly SemaphoreSlim _gate = new(1, 1);
+    readonly TransparentDecoderFile _decoderFile;
+
+    LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder)
+    {
+        Sdxl = sdxl;
+        _decoderFile = decoder;
+        ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
+        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(Ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
+        // the transparent decoder injects the latent where its features have the latent's size, so
+        // its latent_inject_level must match diffusers' vae_scale_factor (a mismatched pair cannot decode)
+        if (1 << decoder.Config.LatentInjectLevel != VaeScaleFactor)
+            throw new UserInputException($"the transparent decoder injects latents at 1/{1 << decoder.Config.LatentInjectLevel} of the image size, " +
+                $"but this checkpoint's VAE decodes latents {VaeScaleFactor}x up (latent_inject_level must be {int.Log2(VaeScaleFactor)})");
+    }
+
+    /// <summary>The plain SDXL pipeline whose text encoders, UNet, VAE, samplers and noise the triplet shares.</summary>
+    public SdxlPipeline Sdxl { get; }
+    public IOps Ops => Sdxl.Ops;
+    public UNet2DConditionModel Unet => Sdxl.Unet;
+    public LayerDiffuseAttentionWeights ForegroundWeights { get; }
+    public AutoencoderKL Vae => Sdxl.Vae;
+    public TransparentVaeDecoder TransparentDecoder { get; }
+    public SdxlTextConditioning Text => Sdxl.Text;
+    public SchedulerConfig SchedulerConfig => Sdxl.SchedulerConfig;
+    /// <summary>Image pixels per latent pixel (8 for SDXL).</summary>
+    public int VaeScaleFactor => Sdxl.VaeScaleFactor;
+
+    /// <summary>Opens a checkpoint (diffusers folder or single file) and the LayerDiffuse files; keeps the weights resident.</summary>
+    public static LayerFusionPipeline Load(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse)
+    {
+        var checkpoint = Checkpoint.Open(modelPath);
+        SdxlPipeline? sdxl = null;
+        TransparentDecoderFile? decoder = null;
+        try
+        {
+            var offsets = LayerDiffuseAttention.Load(layerDiffuse.Attention, checkpoint.Unet.Config);
+            var merged = LayerDiffuseAttention.Merge(checkpoint.Unet.Weights, offsets);
+            sdxl = SdxlPipeline.Load(checkpoint, ops);
+            decoder = TransparentDecoderFile.Load(layerDiffuse.TransparentDecoder);
+            return new LayerFusionPipeline(sdxl, merged, decoder);
+        }
+        catch
+        {
+            decoder?.Dispose();
+            sdxl?.Dispose();
+            throw;
+        }
+        finally
+        {
+            // SdxlPipeline.Load uploaded every weight and Merge copied the offset ones
+            checkpoint.Dispose();
+        }
+    }
+
+    public Task<LayerFusionResult> GenerateAsync(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
+        CancellationToken cancellationToken = default) =>
+        Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+
+    public LayerFusionResult Generate(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        request.Validate();
+        if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
+            throw new UserInputException($"width and height must be multiples of {VaeScaleFactor} for this VAE, got {request.Width}x{request.Height}");
+        _gate.Wait(cancellationToken);
+        try
+        {
+            return Run(request, progress, cancellationToken);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    LayerFusionResult Run(LayerFusionRequest req, IProgress<LayerFusionProgress>? progress, CancellationToken ct)
+    {
+        var ops = Ops;
+        var opt = req.Options;
+        var priorSite = opt.ResolvePriorLayer(Unet.AttentionSites);
+        string blendPrompt = opt.BlendPromptFor(req.Foreground, req.Background);
+        int lh = req.Height / VaeScaleFactor, lw = req.Width / VaeScaleFactor, lc = Unet.Config.InChannels;
+        int latentSize = lc * lh * lw;
+
+        // <EOS> of the FG prompt: the first end-of-text id in CLIP-L's ids (padding repeats it after)
+        var fgIds = Text.Tokenizer.Tokenize(req.Foreground).Ids;
+        int eos = Array.IndexOf(fgIds, Text.Tokenizer.EosId);
+        if (eos < 0) throw new InvalidOperationException("the FG prompt's tokens have no <EOS>");
+
+        var warnings = new List<string>();
+        using var fgEnc = Text.Encode(req.Foreground, req.Negative);
+        using var blEnc = Text.Encode(blendPrompt, req.Negative);
+        using var bgEnc = Text.Encode(req.Background, req.Negative);
+        foreach (var w in fgEnc.Warnings.Concat(blEnc.Warnings).Concat(bgEnc.Warnings).Distinct()) warnings.Add(w);
+        var encs = new[] { fgEnc, blEnc, bgEnc };
+        using var ehs = ops.Concat(encs.SelectMany(e => new[] { e.Negative.PromptEmbeds, e.Positive.PromptEmbeds }).ToArray(), 0);
+        using var pooled = ops.Concat(encs.SelectMany(e => new[] { e.Negative.PooledPromptEmbeds, e.Positive.PooledPromptEmbeds }).ToArray(), 0);
+        var timeIds = SdxlTimeIds.ForSize(req.Height, req.Width);
+        var timeIds6 = SdxlTimeIds.Repeat(timeIds, TripletLayout.Rows);
+
+        var schedulers = new IScheduler[TripletLayout.Streams];
+        for (int s = 0; s < schedulers.Length; s++)
+        {
+            schedulers[s] = Sdxl.CreateScheduler(req.Sampler);
+            schedulers[s].SetTimesteps(req.Steps);
+        }
+        int steps = schedulers[0].StepCount;
+        // every stream starts from the noise a plain SDXL run of this seed draws
+        var latents = new float[TripletLayout.Streams][];
+        for (int s = 0; s < latents.Length; s++) latents[s] = Sdxl.InitialLatents(req.Seed, 1, lh, lw, schedulers[s].InitNoiseSigma);
+        bool guided = SdxlPipeline.UsesGuidance(req.GuidanceScale);
+
+        int dumpStep = -1;
+        if (req.DumpPriors)
+        {
+            double target = 0.8 * SchedulerConfig.NumTrainTimesteps;
+            var ts = schedulers[0].Timesteps;
+            dumpStep = Enumerable.Range(0, steps).MinBy(i => Math.Abs(ts[i] - target));
+        }
+        LayerFusionPriorDump? dump = null;
+
+        var fusion = new LayerFusionAttentionProcessor(ForegroundWeights, opt);
+        int fgCond = TripletLayout.Row(TripletLayout.Foreground, true);
+        using var fgCondEhs = ops.Slice(ehs, 0, fgCond, 1);
+        using var fgCondPooled = ops.Slice(pooled, 0, fgCond, 1);
+        for (int step = 0; step < steps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            float t = schedulers[0].Timesteps[step];
+            var scaled = new float[TripletLayout.Streams][];
+            for (int s = 0; s < scaled.Length; s++) scaled[s] = schedulers[s].ScaleModelInput(latents[s], step);
+
+            // prior pass: FG stream, cond branch, LayerDiffuse weights, plain attention
+            bool capture = step == dumpStep && IsSmall(lh, lw, priorSite);
+            var prior = new StructurePriorProcessor(priorSite.Path, eos, capture);
+            using (var x = ops.FromHost(scaled[TripletLayout.Foreground], 1, lc, lh, lw))
+            using (Unet.Forward(x, [t], fgCondEhs, fgCondPooled, timeIds, prior, ForegroundWeights)) { }
+            var structure = prior.Prior ?? throw new InvalidOperationException($"the prior pass never reached {priorSite.Path}");
+            ct.ThrowIfCancellationRequested();
+
+            // interaction pass over the whole triplet
+            fusion.BeginStep(structure, prior.Content, eos);
+            var recorded = step == dumpStep ? new Dictionary<string, LayerFusionMaps>() : null;
+            fusion.Record = recorded;
+            var batch = new float[TripletLayout.Rows * latentSize];
+            for (int s = 0; s < TripletLayout.Streams; s++)
+                for (int b = 0; b < TripletLayout.Branches; b++)
+                    scaled[s].CopyTo(batch, (s * TripletLayout.Branches + b) * latentSize);
+            float[] eps;
+            using (var x = ops.FromHost(batch, TripletLayout.Rows, lc, lh, lw))
+            using (var y = Unet.Forward(x, [t], ehs, pooled, timeIds6, fusion))
+                eps = ops.ToHost(y);
+            fusion.Record = null;
+            for (int s = 0; s < TripletLayout.Streams; s++)
+            {
+                // diffusers' guidance only when scale > 1; otherwise the cond branch alone (the uncond rows
+                // never influence other rows: sharing and blending stay within a branch)
+                var rows = eps.AsSpan(s * 2 * latentSize, 2 * latentSize);
+                var noisePred = guided ? Guidance.Combine(rows, req.GuidanceScale) : rows[latentSize..].ToArray();
+                schedulers[s].Step(noisePred, step, latents[s], latents[s]);
+            }
+            if (recorded != null)
+            {
+                var vis = priorSite.Path[..^".attn1".Length] + ".attn2";
+                if (!recorded.ContainsKey(vis)) vis = recorded.Keys.Last(k => k.EndsWith(".attn2", StringComparison.Ordinal));
+                dump = new LayerFusionPriorDump(step, t, structure, recorded, vis, prior.PriorProbabilities);
+            }
+            progress?.Report(new LayerFusionProgress("denoise", step + 1, steps));
+        }
+
+        ct.ThrowIfCancellationRequested();
+        progress?.Report(new LayerFusionProgress("decode", 0, 3));
+        var images = Decode(latents, lh, lw, req.Options.TransparentAugment, progress, ct);
+        var parameters = new Dictionary<string, string>
+        {
+            ["layerfusion:fg"] = req.Foreground,
+            ["layerfusion:bg"] = req.Background,
+            ["layerfusion:blend"] = blendPrompt,
+            ["layerfusion:negative"] = req.Negative ?? "",
+            ["layerfusion:steps"] = req.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["layerfusion:cfg"] = req.GuidanceScale.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+            ["layerfusion:seed"] = req.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["layerfusion:size"] = $"{req.Width}x{req.Height}",
+            ["layerfusion:sampler"] = schedulers[0].Name,
+            ["layerfusion:options"] = $"sharing={opt.Sharing} exclusion={opt.Exclusion} d={opt.D.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} " +
+                $"blend_self={opt.BlendSelfAttention} blend_cross={opt.BlendCrossAttention} blend_cross_reads_bg={opt.BlendCrossReadsBackgroundPrompt} prior_layer={priorSite.Path} augment={opt.TransparentAugment}",
+        };
+        return new LayerFusionResult(images.Fg, images.Bg, images.Blend, images.Composite, parameters, warnings, dump);
+    }
+
+    /// <summary>Materializing the prior layer's [M, M] head-mean map is only for small models (tests, tiny).</summary>
+    static bool IsSmall(int lh, int lw, AttentionSite site)
+    {
+        long m = (long)Math.Max(1, lh >> site.Level) * Math.Max(1, lw >> site.Level);
+        return m * m <= 1 << 22;
+    }
+
+    (Image8 Fg, Image8 Bg, Image8 Blend, Image8 Composite) Decode(float[][] latents, int lh, int lw, bool augment,
+        IProgress<LayerFusionProgress>? progress, CancellationToken ct)
+    {
+        var ops = Ops;
+        int lc = Unet.Config.InChannels;
+        int f = VaeScaleFactor, h = lh * f, w = lw * f;
+        float[] VaeDecode(float[] latent)
+        {
+            using var y = Sdxl.DecodeLatents(latent, 1, lh, lw);
+            if (y.Dim(2) != h || y.Dim(3) != w || y.Dim(1) != 3)
+                throw new UserInputException($"the VAE decoded a {lh}x{lw} latent to {ShapeUtil.Format(y.Shape)}, expected [1, 3, {h}, {w}]");
+            return ops.ToHost(y);
+        }
+        var bgPx = VaeDecode(latents[TripletLayout.Background]);
+        progress?.Report(new LayerFusionProgress("decode", 1, 3));
+        ct.ThrowIfCancellationRequested();
+        var blendPx = VaeDecode(latents[TripletLayout.Blend]);
+        progress?.Report(new LayerFusionProgress("decode", 2, 3));
+        ct.ThrowIfCancellationRequested();
+        var fgPx = VaeDecode(latents[TripletLayout.Foreground]);
+        float[] fgLatent;
+        using (var z = Sdxl.UnscaledLatents(latents[TripletLayout.Foreground], 1, lh, lw)) fgLatent = ops.ToHost(z);
+
+        // the transparent decoder runs on sizes padded to its size multiple (64 for the released
+        // architecture) by edge replication, cropped after
+        int mult = Math.Max(TransparentDecoder.Model.SizeMultiple, f);
+        int ph = (h + mult - 1) / mult * mult, pw = (w + mult - 1) / mult * mult;
+        var fgUnit = fgPx.Select(v => Math.Clamp(v * 0.5f + 0.5f, 0f, 1f)).ToArray();
+        float[] rgba;
+        using (var pixel = ops.FromHost(PadEdge(fgUnit, 3, h, w, ph, pw), 1, 3, ph, pw))
+        using (var latent = ops.FromHost(PadEdge(fgLatent, lc, lh, lw, ph / f, pw / f), 1, lc, ph / f, pw / f))
+        using (var y = TransparentDecoder.Decode(pixel, latent, augment))
+        {
+            if (y.Dim(1) != 4) throw new UserInputException($"the transparent decoder gives {y.Dim(1)} channels; alpha + RGB needs 4");
+            rgba = Crop(ops.ToHost(y), 4, ph, pw, h, w);
+        }
+        progress?.Report(new LayerFusionProgress("decode", 3, 3));
+        int plane = h * w;
+        var alpha = rgba.AsSpan(0, plane);
+        var fgRgb = rgba.AsSpan(plane, 3 * plane);
+        var fg = ImageConvert.RgbaFromUnitPlanes(fgRgb, alpha, h, w);
+        var bg = ImageConvert.FromSignedNchw(bgPx, 0, 3, h, w);
+        var blend = ImageConvert.FromSignedNchw(blendPx, 0, 3, h, w);
+        // alpha blending: straight FG over the BG image, in float, quantized once
+        var comp = new float[3 * plane];
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < plane; i++)
+            {
+                float a = alpha[i];
+                float b = Math.Clamp(bgPx[c * plane + i] * 0.5f + 0.5f, 0f, 1f);
+                comp[c * plane + i] = fgRgb[c * plane + i] * a + b * (1 - a);
+            }
+        return (fg, bg, blend, ImageConvert.FromUnitNchw(comp, 0, 3, h, w));
+    }
+
+    internal static float[] PadEdge(float[] x, int channels, int h, int w, int ph, int pw)
+    {
+        if (ph == h && pw == w) return x;
+        var r = new float[channels * ph * pw];
+        for (int c = 0; c < channels; c++)
+            for (int y = 0; y < ph; y++)
+                for (int xx = 0; xx < pw; xx++)
+                    r[(c * ph + y) * pw + xx] = x[(c * h + Math.Min(y, h - 1)) * w + Math.Min(xx, w - 1)];
+        return r;
+    }
+
+    internal static float[] Crop(float[] x, int channels, int ph, int pw, int h, int w)
+    {
+        if (ph == h && pw == w) return x;
+        var r = new float[channels * h * w];
+        for (int c = 0; c < channels; c++)
+            for (int y = 0; y < h; y++)
+                Array.Copy(x, (c * ph + y) * pw, r, (c * h + y) * w, w);
+        return r;
+    }
+
+    public void Dispose()
+    {
+        Sdxl.Dispose();
+        _decoderFile.Dispose();
+        _gate.Dispose();
+    }
+}
