@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text;
 using LayerFusion.Cli.Shared;
 using LayerFusion.Core.Imaging;
 using LayerFusion.Core.Pipelines;
@@ -16,6 +17,8 @@ internal static class SdxlCommand
 {
     /// <summary>Prompt files larger than this are refused (a prompt is a line, not a book).</summary>
     const long MaxPromptFileBytes = 1 << 20;
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     public static Command Create()
     {
@@ -106,10 +109,16 @@ internal static class SdxlCommand
         string text;
         try
         {
+            if (Directory.Exists(promptFile)) throw new UserInputException($"--prompt-file '{promptFile}' is a folder, not a text file");
             var info = new FileInfo(promptFile);
             if (!info.Exists) throw new UserInputException($"--prompt-file '{promptFile}': no such file");
             if (info.Length > MaxPromptFileBytes) throw new UserInputException($"--prompt-file '{promptFile}': {info.Length} bytes, more than the {MaxPromptFileBytes} allowed");
-            text = File.ReadAllText(promptFile);
+            // strict: a file that is not UTF-8 text would otherwise become a prompt of U+FFFD characters
+            text = File.ReadAllText(promptFile, StrictUtf8);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new UserInputException($"--prompt-file '{promptFile}': not UTF-8 text");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {

@@ -91,6 +91,7 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             }
         }
         string png = Out("err.png");
+        File.WriteAllBytes(Out("not-utf8.txt"), [0x61, 0x20, 0xff, 0xfe, 0xfa, 0x20, 0x62]);
         var cases = new (string[] Args, string Expect)[]
         {
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--width", "70", "--out", png], "multiple of 8"),
@@ -98,7 +99,8 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             (["sdxl", "--model", broken, "--prompt", "x", "--out", png], "vae"),
             (["sdxl", "--model", Out("does-not-exist"), "--prompt", "x", "--out", png], "no such file or folder"),
             (["sdxl", "--model", tiny.Default, "--prompt-file", Out("missing.txt"), "--out", png], "--prompt-file"),
-            (["sdxl", "--model", tiny.Default, "--prompt-file", tiny.Root, "--out", png], "--prompt-file"),
+            (["sdxl", "--model", tiny.Default, "--prompt-file", tiny.Root, "--out", png], "is a folder"),
+            (["sdxl", "--model", tiny.Default, "--prompt-file", Out("not-utf8.txt"), "--out", png], "not UTF-8 text"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--sampler", "heun", "--out", png], "unknown sampler 'heun'"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "tpu", "--out", png], "--backend"),
             (["sdxl", "--model", tiny.Default, "--out", png], "prompt"),
