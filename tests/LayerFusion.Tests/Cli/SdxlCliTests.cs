@@ -120,6 +120,28 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     }
 
     [Fact]
+    public void PromptPast77TokensIsTruncatedWithAWarningLineOnStderr()
+    {
+        string prompt = string.Join(" ", Enumerable.Repeat("a lighthouse at dusk", 40));
+        string[] args = ["sdxl", "--model", tiny.Default, "--steps", "1", "--width", "32", "--height", "32"];
+        var r = Run([.. args, "--prompt", prompt, "--out", Out("long.png")]);
+        Assert.True(r.Code == 0, r.Err);
+        var line = Assert.Single(Lines(r.Err));
+        Assert.StartsWith("warning: ", line);
+        Assert.Contains("truncated", line);
+        Assert.Contains("77 tokens", line);
+        Assert.True(File.Exists(Out("long.png")));
+
+        // the same for the negative prompt, and a prompt that fits says nothing
+        var n = Run([.. args, "--prompt", "a lighthouse", "--negative", prompt, "--out", Out("longneg.png")]);
+        Assert.True(n.Code == 0, n.Err);
+        Assert.StartsWith("warning: ", Assert.Single(Lines(n.Err)));
+        var fits = Run([.. args, "--prompt", "a lighthouse", "--out", Out("short.png")]);
+        Assert.Equal(0, fits.Code);
+        Assert.Equal("", fits.Err);
+    }
+
+    [Fact]
     public void WithoutBackendACudaDeviceIsUsedWhenUsableElseCpuSaidOnce()
     {
         var cuda = LayerFusion.Cuda.CudaOps.TryCreate(LayerFusion.Cuda.Runtime.StorageType.F16, out var reason);
