@@ -32,7 +32,7 @@ internal static class SdxlCommand
         var width = new Option<int?>("--width") { Description = "Width in pixels, a multiple of 8 (default: the model's, 1024 for SDXL)." };
         var height = new Option<int?>("--height") { Description = "Height in pixels, a multiple of 8 (default: the model's)." };
         var sampler = new Option<string?>("--sampler") { Description = $"Sampler: {string.Join(", ", Samplers.Names)} (default: the checkpoint's scheduler)." };
-        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cpu)." };
+        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cuda when a device is usable, else cpu, said once on stderr)." };
         var output = new Option<string>("--out") { Description = "Output PNG file (written atomically).", Required = true };
         var command = new Command("sdxl", "Generate one image with SDXL (text to image).")
         {
