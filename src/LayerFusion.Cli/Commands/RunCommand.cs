@@ -47,7 +47,7 @@ internal static class RunCommand
         var inputs = new Option<string>("--inputs") { Description = "Input tensors (.safetensors), named as above.", Required = true };
         var output = new Option<string>("--out") { Description = "Output tensors (.safetensors, written atomically).", Required = true };
         var singlePass = new Option<bool>("--single-pass") { Description = "transparent-decode: one pass instead of LayerDiffuse's 8-way flip/rotation median." };
-        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cpu)." };
+        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cuda when a device is usable, else cpu, said once on stderr)." };
         var command = new Command("run", "Run one model component on tensors from a safetensors file (reference runs for parity checks). " +
             "Tensors: unet: sample, timestep, encoder_hidden_states, text_embeds, time_ids -> out_sample; " +
             "vae-decode: latent (unscaled) -> out_sample; " +

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text;
 using LayerFusion.Cli.Shared;
 using LayerFusion.Core.Imaging;
 using LayerFusion.Core.Pipelines;
@@ -17,6 +18,8 @@ internal static class SdxlCommand
     /// <summary>Prompt files larger than this are refused (a prompt is a line, not a book).</summary>
     const long MaxPromptFileBytes = 1 << 20;
 
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     public static Command Create()
     {
         var model = new Option<string?>("--model") { Description = "SDXL checkpoint: a diffusers folder or a single .safetensors file. Default: a built-in tiny checkpoint (random weights), written on first use." };
@@ -29,7 +32,7 @@ internal static class SdxlCommand
         var width = new Option<int?>("--width") { Description = "Width in pixels, a multiple of 8 (default: the model's, 1024 for SDXL)." };
         var height = new Option<int?>("--height") { Description = "Height in pixels, a multiple of 8 (default: the model's)." };
         var sampler = new Option<string?>("--sampler") { Description = $"Sampler: {string.Join(", ", Samplers.Names)} (default: the checkpoint's scheduler)." };
-        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cpu)." };
+        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cuda when a device is usable, else cpu, said once on stderr)." };
         var output = new Option<string>("--out") { Description = "Output PNG file (written atomically).", Required = true };
         var command = new Command("sdxl", "Generate one image with SDXL (text to image).")
         {
@@ -106,10 +109,16 @@ internal static class SdxlCommand
         string text;
         try
         {
+            if (Directory.Exists(promptFile)) throw new UserInputException($"--prompt-file '{promptFile}' is a folder, not a text file");
             var info = new FileInfo(promptFile);
             if (!info.Exists) throw new UserInputException($"--prompt-file '{promptFile}': no such file");
             if (info.Length > MaxPromptFileBytes) throw new UserInputException($"--prompt-file '{promptFile}': {info.Length} bytes, more than the {MaxPromptFileBytes} allowed");
-            text = File.ReadAllText(promptFile);
+            // strict: a file that is not UTF-8 text would otherwise become a prompt of U+FFFD characters
+            text = File.ReadAllText(promptFile, StrictUtf8);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new UserInputException($"--prompt-file '{promptFile}': not UTF-8 text");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {

@@ -91,6 +91,7 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             }
         }
         string png = Out("err.png");
+        File.WriteAllBytes(Out("not-utf8.txt"), [0x61, 0x20, 0xff, 0xfe, 0xfa, 0x20, 0x62]);
         var cases = new (string[] Args, string Expect)[]
         {
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--width", "70", "--out", png], "multiple of 8"),
@@ -98,7 +99,8 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             (["sdxl", "--model", broken, "--prompt", "x", "--out", png], "vae"),
             (["sdxl", "--model", Out("does-not-exist"), "--prompt", "x", "--out", png], "no such file or folder"),
             (["sdxl", "--model", tiny.Default, "--prompt-file", Out("missing.txt"), "--out", png], "--prompt-file"),
-            (["sdxl", "--model", tiny.Default, "--prompt-file", tiny.Root, "--out", png], "--prompt-file"),
+            (["sdxl", "--model", tiny.Default, "--prompt-file", tiny.Root, "--out", png], "is a folder"),
+            (["sdxl", "--model", tiny.Default, "--prompt-file", Out("not-utf8.txt"), "--out", png], "not UTF-8 text"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--sampler", "heun", "--out", png], "unknown sampler 'heun'"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "tpu", "--out", png], "--backend"),
             (["sdxl", "--model", tiny.Default, "--out", png], "prompt"),
@@ -115,6 +117,28 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             Assert.DoesNotContain("   at ", r.Err);
             Assert.False(File.Exists(png));
         }
+    }
+
+    [Fact]
+    public void PromptPast77TokensIsTruncatedWithAWarningLineOnStderr()
+    {
+        string prompt = string.Join(" ", Enumerable.Repeat("a lighthouse at dusk", 40));
+        string[] args = ["sdxl", "--model", tiny.Default, "--steps", "1", "--width", "32", "--height", "32"];
+        var r = Run([.. args, "--prompt", prompt, "--out", Out("long.png")]);
+        Assert.True(r.Code == 0, r.Err);
+        var line = Assert.Single(Lines(r.Err));
+        Assert.StartsWith("warning: ", line);
+        Assert.Contains("truncated", line);
+        Assert.Contains("77 tokens", line);
+        Assert.True(File.Exists(Out("long.png")));
+
+        // the same for the negative prompt, and a prompt that fits says nothing
+        var n = Run([.. args, "--prompt", "a lighthouse", "--negative", prompt, "--out", Out("longneg.png")]);
+        Assert.True(n.Code == 0, n.Err);
+        Assert.StartsWith("warning: ", Assert.Single(Lines(n.Err)));
+        var fits = Run([.. args, "--prompt", "a lighthouse", "--out", Out("short.png")]);
+        Assert.Equal(0, fits.Code);
+        Assert.Equal("", fits.Err);
     }
 
     [Fact]
