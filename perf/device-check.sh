@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: the whole CUDA parity suite and the kernel benchmarks, from the
+# self-contained build made by scripts/publish-for-device.sh (no .NET needed there), with a report
+# under $OUT (report.md, tests.log, parity.tsv, bench.md, bench.json, nvidia-smi.txt).
+#   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
+# Exit status: the test run's (0 only if no test failed).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/out/device-check}
+mkdir -p "$OUT"
+: >"$OUT/parity.tsv"
+
+pub=publish/device
+if [ -f publish/device.tar.xz ]; then
+  tmp=$(mktemp -d)
+  tar -C "$tmp" -xJf publish/device.tar.xz && pub=$tmp/device
+fi
+exe=$pub/LayerFusion.Tests
+if [ ! -x "$exe" ]; then
+  echo "no published test build at $exe: run scripts/publish-for-device.sh first and carry publish/device.tar.xz" | tee "$OUT/report.md"
+  exit 2
+fi
+
+# CUDA 13/12/11 user-space libraries: the toolkit's lib64, the distribution's, or pip's nvidia-* wheels.
+dirs=()
+for pattern in 'libnvrtc.so.1[1-3]*' 'libcublas.so.1[1-3]*' 'libcublasLt.so.1[1-3]*'; do
+  while IFS= read -r f; do dirs+=("$(dirname "$f")"); done < <(
+    find /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib /usr/lib/x86_64-linux-gnu /opt /usr/local/lib \
+      -maxdepth 8 -name "$pattern" 2>/dev/null | sort -rV | head -3)
+done
+libdir=$(printf '%s\n' "${dirs[@]}" | awk '!seen[$0]++' | paste -sd: -)
+export LAYERFUSION_CUDA_LIB_DIR=$libdir
+export LD_LIBRARY_PATH=${libdir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LAYERFUSION_REPORT_DIR=$OUT LAYERFUSION_BENCH_OUT=$OUT LAYERFUSION_REPO_ROOT=$PWD
+export LAYERFUSION_KERNEL_CACHE=${LAYERFUSION_KERNEL_CACHE:-/tmp/layerfusion-kernels}
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
+
+(nvidia-smi || echo "nvidia-smi not available") >"$OUT/nvidia-smi.txt" 2>&1
+
+start=$(date -u +%FT%TZ)
+"$exe" -namespace 'LayerFusion.Tests.Cuda*' -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
+rc=$?
+
+{
+  echo "# LayerFusion CUDA device check"
+  echo
+  echo "- started: $start, finished: $(date -u +%FT%TZ)"
+  echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo unknown)"
+  echo "- CUDA libraries from: ${libdir:-<none found>}"
+  echo "- test exit code: $rc"
+  echo
+  echo "## Test summary"
+  echo '```'
+  grep -E '\[FAIL\]|Total:' "$OUT/tests.log" || tail -20 "$OUT/tests.log"
+  echo '```'
+  echo "skipped: $(grep -c '\[SKIP\]' "$OUT/tests.log") (reasons in tests.log)"
+  echo
+  echo "## Parity: worst relative error per op (bound in brackets)"
+  echo
+  echo "| op | storage | max rel. error | bound |"
+  echo "| --- | --- | ---: | ---: |"
+  sort -t$'\t' -k1,1 -k2,2 -k3,3g "$OUT/parity.tsv" | awk -F'\t' '{k=$1"\t"$2; v[k]=$3; b[k]=$4} END{for (k in v){split(k,p,"\t"); printf "| %s | %s | %s | %s |\n", p[1], p[2], v[k], b[k]}}' | sort
+  echo
+  echo "## Kernel benchmarks"
+  echo
+  if [ -f "$OUT/bench.md" ]; then cat "$OUT/bench.md"; else echo "(no benchmark output: see tests.log)"; fi
+} >"$OUT/report.md"
+
+tail -40 "$OUT/report.md"
+exit $rc

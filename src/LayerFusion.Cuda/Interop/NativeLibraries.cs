@@ -1,0 +1,132 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+
+namespace LayerFusion.Cuda.Interop;
+
+/// <summary>The CUDA libraries we bind, by the logical names our [LibraryImport]s use.</summary>
+public enum CudaLibrary { Driver, Nvrtc, Cublas, CublasLt }
+
+/// <summary>
+/// Thrown when the CUDA backend cannot run here: a library is missing, or no device exists.
+/// One message says what is missing and how to point us at it; the CPU backend stays usable.
+/// </summary>
+public sealed class CudaUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Resolves our logical library names to the versioned shared objects of CUDA 13, 12 or 11
+/// (no toolkit install assumed: driver's libcuda.so.1, pip/Debian NVRTC and cuBLAS).
+/// Overrides: LAYERFUSION_CUDA_LIB_DIR (a folder probed first for every library) and one
+/// variable per library holding a full path (LAYERFUSION_LIBCUDA, LAYERFUSION_NVRTC,
+/// LAYERFUSION_CUBLAS, LAYERFUSION_CUBLASLT).
+/// </summary>
+public static class NativeLibraries
+{
+    public const string DriverName = "lf_cuda";
+    public const string NvrtcName = "lf_nvrtc";
+    public const string CublasName = "lf_cublas";
+    public const string CublasLtName = "lf_cublaslt";
+
+    public const string LibDirVariable = "LAYERFUSION_CUDA_LIB_DIR";
+
+    static readonly Lock Gate = new();
+    static readonly Dictionary<CudaLibrary, IntPtr> Loaded = new();
+    static bool _registered;
+
+    /// <summary>Candidate file names, newest CUDA first.</summary>
+    public static IReadOnlyList<string> CandidateNames(CudaLibrary lib) => lib switch
+    {
+        CudaLibrary.Driver => ["libcuda.so.1", "libcuda.so"],
+        CudaLibrary.Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
+        CudaLibrary.Cublas => ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
+        CudaLibrary.CublasLt => ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"],
+        _ => throw new ArgumentOutOfRangeException(nameof(lib)),
+    };
+
+    public static string OverrideVariable(CudaLibrary lib) => lib switch
+    {
+        CudaLibrary.Driver => "LAYERFUSION_LIBCUDA",
+        CudaLibrary.Nvrtc => "LAYERFUSION_NVRTC",
+        CudaLibrary.Cublas => "LAYERFUSION_CUBLAS",
+        CudaLibrary.CublasLt => "LAYERFUSION_CUBLASLT",
+        _ => throw new ArgumentOutOfRangeException(nameof(lib)),
+    };
+
+    /// <summary>Called from the static constructors of the binding classes, before any P/Invoke.</summary>
+    internal static void EnsureRegistered()
+    {
+        lock (Gate)
+        {
+            if (_registered) return;
+            NativeLibrary.SetDllImportResolver(typeof(NativeLibraries).Assembly, Resolve);
+            _registered = true;
+        }
+    }
+
+    static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    {
+        CudaLibrary? lib = name switch
+        {
+            DriverName => CudaLibrary.Driver,
+            NvrtcName => CudaLibrary.Nvrtc,
+            CublasName => CudaLibrary.Cublas,
+            CublasLtName => CudaLibrary.CublasLt,
+            _ => null,
+        };
+        if (lib is null) return IntPtr.Zero;
+        return TryLoad(lib.Value, out var handle, out _) ? handle : IntPtr.Zero;
+    }
+
+    /// <summary>The loaded library's handle, or a <see cref="CudaUnavailableException"/> naming what was tried.</summary>
+    public static IntPtr Require(CudaLibrary lib)
+    {
+        EnsureRegistered();
+        if (TryLoad(lib, out var handle, out var tried)) return handle;
+        throw new CudaUnavailableException(
+            $"CUDA backend unavailable: {Describe(lib)} not found (tried {string.Join(", ", tried)}). " +
+            $"Install it, or set {OverrideVariable(lib)} to its full path or {LibDirVariable} to its folder; " +
+            "the CPU backend (--backend cpu) does not need it.");
+    }
+
+    public static bool TryLoad(CudaLibrary lib, out IntPtr handle, out List<string> tried)
+    {
+        tried = [];
+        lock (Gate)
+        {
+            if (Loaded.TryGetValue(lib, out handle)) return true;
+            foreach (var candidate in Candidates(lib))
+            {
+                tried.Add(candidate);
+                if (NativeLibrary.TryLoad(candidate, out handle))
+                {
+                    Loaded[lib] = handle;
+                    return true;
+                }
+            }
+            handle = IntPtr.Zero;
+            return false;
+        }
+    }
+
+    static IEnumerable<string> Candidates(CudaLibrary lib)
+    {
+        var single = Environment.GetEnvironmentVariable(OverrideVariable(lib));
+        if (!string.IsNullOrWhiteSpace(single)) yield return single;
+        var dir = Environment.GetEnvironmentVariable(LibDirVariable);
+        if (!string.IsNullOrWhiteSpace(dir))
+            foreach (var part in dir.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+                foreach (var n in CandidateNames(lib))
+                    yield return Path.Combine(part, n);
+        // bare names: the dynamic loader's own search (ld.so.cache, LD_LIBRARY_PATH)
+        foreach (var n in CandidateNames(lib)) yield return n;
+        foreach (var n in CandidateNames(lib)) yield return Path.Combine("/usr/local/cuda/lib64", n);
+    }
+
+    static string Describe(CudaLibrary lib) => lib switch
+    {
+        CudaLibrary.Driver => "the NVIDIA driver library (libcuda.so.1)",
+        CudaLibrary.Nvrtc => "NVRTC (libnvrtc.so.13/.12/.11.2)",
+        CudaLibrary.Cublas => "cuBLAS (libcublas.so.13/.12/.11)",
+        CudaLibrary.CublasLt => "cuBLASLt (libcublasLt.so.13/.12/.11)",
+        _ => lib.ToString(),
+    };
+}

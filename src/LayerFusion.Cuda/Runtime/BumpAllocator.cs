@@ -1,0 +1,68 @@
+namespace LayerFusion.Cuda.Runtime;
+
+/// <summary>
+/// The bookkeeping of the per-step device arena, kept free of CUDA so it can be tested anywhere.
+/// Allocations bump an offset through chunks; <see cref="Reset"/> (end of a denoising step) frees
+/// everything at once and, if the step needed more than one chunk, replaces them by one chunk of
+/// the high-water size, so from the second step on a step allocates nothing from the driver.
+/// </summary>
+public sealed class BumpAllocator(Func<long, ulong> allocateChunk, Action<ulong> freeChunk, long initialChunkBytes = 64L << 20)
+    : IDisposable
+{
+    public const int Alignment = 256;
+
+    readonly List<(ulong Ptr, long Size)> _chunks = [];
+    int _current;
+    long _offset;
+    long _used;
+
+    public long HighWater { get; private set; }
+    public long Capacity => _chunks.Sum(c => c.Size);
+    public int ChunkCount => _chunks.Count;
+    public int DriverAllocations { get; private set; }
+
+    public ulong Allocate(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        long size = Math.Max(Alignment, (bytes + Alignment - 1) / Alignment * Alignment);
+        while (_current < _chunks.Count && _offset + size > _chunks[_current].Size)
+        {
+            _current++;
+            _offset = 0;
+        }
+        if (_current == _chunks.Count)
+        {
+            long last = _chunks.Count == 0 ? initialChunkBytes : _chunks[^1].Size;
+            long chunk = Math.Max(size, _chunks.Count == 0 ? initialChunkBytes : last * 2);
+            _chunks.Add((allocateChunk(chunk), chunk));
+            DriverAllocations++;
+            _offset = 0;
+        }
+        var ptr = _chunks[_current].Ptr + (ulong)_offset;
+        _offset += size;
+        _used += size;
+        HighWater = Math.Max(HighWater, _used);
+        return ptr;
+    }
+
+    public void Reset()
+    {
+        if (_chunks.Count > 1)
+        {
+            long total = Capacity;
+            foreach (var c in _chunks) freeChunk(c.Ptr);
+            _chunks.Clear();
+            _chunks.Add((allocateChunk(total), total));
+            DriverAllocations++;
+        }
+        _current = 0;
+        _offset = 0;
+        _used = 0;
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in _chunks) freeChunk(c.Ptr);
+        _chunks.Clear();
+    }
+}
