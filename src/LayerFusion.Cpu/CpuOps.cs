@@ -25,6 +25,9 @@ public sealed partial class CpuOps : IOps
     public int MaxDegreeOfParallelism => _po.MaxDegreeOfParallelism;
     internal ParallelOptions ParallelOptions => _po;
 
+    /// <summary>Floats of im2col buffer per conv band (tests shrink it to exercise banding on small images).</summary>
+    internal int Im2ColBudget { get; init; } = 1 << 22;
+
     // ---- helpers --------------------------------------------------------------------------
 
     internal CpuTensor C(Tensor t, string what = "tensor")
@@ -140,42 +143,62 @@ public sealed partial class CpuOps : IOps
         var y = New(nB, co, oh, ow);
         int kdim = ci * kh * kw, hw = oh * ow;
         bool direct = kh == 1 && kw == 1 && stride == 1 && padding == 0;
-        float[]? cols = direct ? null : new float[(long)kdim * hw];
-        for (int n = 0; n < nB; n++)
+        // im2col a band of output rows at a time, bounding the column buffer at ~16 MB whatever the image size
+        int bandRows = direct ? oh : Math.Clamp(Im2ColBudget / Math.Max(1, kdim * ow), 1, oh);
+        float[]? cols = direct ? null : System.Buffers.ArrayPool<float>.Shared.Rent(kdim * bandRows * ow);
+        try
         {
-            float[] bData; int bOff;
-            if (direct) { bData = cx.Data; bOff = cx.Offset + n * ci * h * w; }
-            else
+            for (int n = 0; n < nB; n++)
             {
-                Im2Col(cx.Data, cx.Offset + n * ci * h * w, ci, h, w, kh, kw, stride, padding, oh, ow, cols!);
-                bData = cols!; bOff = 0;
-            }
-            int yOff = n * co * hw;
-            Gemm.Run(_po, co, hw, kdim, cw.Data, cw.Offset, kdim, bData, bOff, hw, false, y.Data, yOff, hw);
-            if (cb != null)
-            {
-                var yd = y.Data; var bd = cb.Data; int bo = cb.Offset;
-                For(co, hw, o => TensorPrimitives.Add(new ReadOnlySpan<float>(yd, yOff + o * hw, hw), bd[bo + o],
-                    new Span<float>(yd, yOff + o * hw, hw)));
+                int yOff = n * co * hw, xOff = cx.Offset + n * ci * h * w;
+                for (int oy0 = 0; oy0 < oh; oy0 += bandRows)
+                {
+                    int rows = Math.Min(bandRows, oh - oy0), cols0 = oy0 * ow, ncols = rows * ow;
+                    if (direct)
+                        Gemm.Run(_po, co, hw, kdim, cw.Data, cw.Offset, kdim, cx.Data, xOff, hw, false, y.Data, yOff, hw);
+                    else
+                    {
+                        Im2Col(cx.Data, xOff, ci, h, w, kh, kw, stride, padding, oy0, rows, ow, cols!);
+                        Gemm.Run(_po, co, ncols, kdim, cw.Data, cw.Offset, kdim, cols!, 0, ncols, false, y.Data, yOff + cols0, hw);
+                    }
+                }
+                if (cb != null)
+                {
+                    var yd = y.Data; var bd = cb.Data; int bo = cb.Offset;
+                    For(co, hw, o => TensorPrimitives.Add(new ReadOnlySpan<float>(yd, yOff + o * hw, hw), bd[bo + o],
+                        new Span<float>(yd, yOff + o * hw, hw)));
+                }
             }
         }
+        finally { if (cols != null) System.Buffers.ArrayPool<float>.Shared.Return(cols); }
         return y;
     }
 
-    void Im2Col(float[] x, int xOff, int ci, int h, int w, int kh, int kw, int stride, int pad, int oh, int ow, float[] cols)
+    /// <summary>cols[r, (oy - oy0) * ow + ox] = x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside),
+    /// r = (c, ky, kx), for output rows oy in [oy0, oy0 + rows).</summary>
+    void Im2Col(float[] x, int xOff, int ci, int h, int w, int kh, int kw, int stride, int pad, int oy0, int rows, int ow, float[] cols)
     {
-        int hw = oh * ow;
-        For(ci * kh * kw, hw, r =>
+        int ncols = rows * ow;
+        For(ci * kh * kw, ncols, r =>
         {
             int c = r / (kh * kw), ky = r / kw % kh, kx = r % kw;
-            int dst = r * hw;
+            int dst = r * ncols;
             int src = xOff + c * h * w;
-            for (int oy = 0; oy < oh; oy++)
+            for (int oy = 0; oy < rows; oy++)
             {
-                int iy = oy * stride - pad + ky;
+                int iy = (oy0 + oy) * stride - pad + ky;
                 int rowDst = dst + oy * ow;
                 if ((uint)iy >= (uint)h) { Array.Clear(cols, rowDst, ow); continue; }
                 int rowSrc = src + iy * w;
+                if (stride == 1)
+                {
+                    // valid ox range where 0 <= ox - pad + kx < w; zero the padded edges, copy the middle
+                    int lo = Math.Clamp(pad - kx, 0, ow), hi = Math.Clamp(w + pad - kx, lo, ow);
+                    if (lo > 0) Array.Clear(cols, rowDst, lo);
+                    if (hi > lo) Array.Copy(x, rowSrc + lo - pad + kx, cols, rowDst + lo, hi - lo);
+                    if (hi < ow) Array.Clear(cols, rowDst + hi, ow - hi);
+                    continue;
+                }
                 for (int ox = 0; ox < ow; ox++)
                 {
                     int ix = ox * stride - pad + kx;
@@ -214,7 +237,7 @@ public sealed partial class CpuOps : IOps
                 // subtract the mean before scaling: x * scale - mean * scale cancels when |mean| >> std
                 TensorPrimitives.Subtract(s, (float)mean, d);
                 ScaleShift(d, scale, shift, d);
-                if (fuseSilu) for (int i = 0; i < d.Length; i++) d[i] = SpecialFunctions.Silu(d[i]);
+                if (fuseSilu) Activations.Silu(d, d);
             }
         });
         return y;
@@ -276,26 +299,27 @@ public sealed partial class CpuOps : IOps
 
     // ---- activations ----------------------------------------------------------------------
 
-    CpuTensor Map(Tensor x, Func<float, float> f, string what)
+    delegate void SpanKernel(ReadOnlySpan<float> x, Span<float> dst);
+
+    CpuTensor Map(Tensor x, SpanKernel f, string what)
     {
         var cx = C(x, what);
         var y = New((int[])cx.Shape.Clone());
         int n = cx.Length;
-        const int Block = 4096;
+        const int Block = 8192;
         int blocks = (n + Block - 1) / Block;
-        For(blocks, Block * 8, bi =>
+        For(blocks, Block * 4, bi =>
         {
-            int s = bi * Block, e = Math.Min(n, s + Block);
-            var src = cx.Data; int so = cx.Offset; var dst = y.Data;
-            for (int i = s; i < e; i++) dst[i] = f(src[so + i]);
+            int s = bi * Block, len = Math.Min(n - s, Block);
+            f(new ReadOnlySpan<float>(cx.Data, cx.Offset + s, len), new Span<float>(y.Data, s, len));
         });
         return y;
     }
 
-    public Tensor Silu(Tensor x) => Map(x, SpecialFunctions.Silu, "Silu x");
+    public Tensor Silu(Tensor x) => Map(x, Activations.Silu, "Silu x");
     public Tensor Gelu(Tensor x, bool tanhApproximation = false) =>
-        Map(x, tanhApproximation ? SpecialFunctions.GeluTanh : SpecialFunctions.GeluErf, "Gelu x");
-    public Tensor QuickGelu(Tensor x) => Map(x, SpecialFunctions.QuickGelu, "QuickGelu x");
+        Map(x, tanhApproximation ? Activations.GeluTanh : Activations.GeluErf, "Gelu x");
+    public Tensor QuickGelu(Tensor x) => Map(x, Activations.QuickGelu, "QuickGelu x");
 
     public Tensor Geglu(Tensor x)
     {
@@ -308,8 +332,10 @@ public sealed partial class CpuOps : IOps
         For(rows, d * 8L, r =>
         {
             int s = cx.Offset + r * two;
-            for (int i = 0; i < d; i++)
-                y.Data[r * d + i] = cx.Data[s + i] * SpecialFunctions.GeluErf(cx.Data[s + d + i]);
+            var dst = new Span<float>(y.Data, r * d, d);
+            // diffusers GEGLU: hidden, gate = proj(x).chunk(2, dim=-1); hidden * gelu(gate)
+            Activations.GeluErf(new ReadOnlySpan<float>(cx.Data, s + d, d), dst);
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(cx.Data, s, d), dst, dst);
         });
         return y;
     }
@@ -354,29 +380,32 @@ public sealed partial class CpuOps : IOps
         int dh = hd / heads;
         float scale = 1f / MathF.Sqrt(dh);
         var y = New(b, m, hd);
-        For(b * heads * m, (long)n * dh * 4, idx =>
+        if (y.Length == 0) return y;
+        // Tiles of query rows per (batch, head): S = scale * Q K^T and O = softmax(S) V as two GEMMs
+        // straight from the [B, T, H*D] layouts (leading dimension H*D), one score tile per task.
+        const int Mt = 64;
+        int tiles = (m + Mt - 1) / Mt;
+        var serial = new ParallelOptions { MaxDegreeOfParallelism = 1 };
+        For(b * heads * tiles, (long)Math.Min(Mt, m) * n * dh * 4, task =>
         {
-            int i = idx % m, h = idx / m % heads, bi = idx / m / heads;
-            var scores = n <= 4096 ? stackalloc float[n] : new float[n];
-            var qrow = new ReadOnlySpan<float>(cq.Data, cq.Offset + (bi * m + i) * hd + h * dh, dh);
-            int jEnd = causal ? Math.Min(n, i + 1) : n;
-            for (int j = 0; j < n; j++)
+            int tile = task % tiles, h = task / tiles % heads, bi = task / tiles / heads;
+            int i0 = tile * Mt, mt = Math.Min(Mt, m - i0);
+            var scores = System.Buffers.ArrayPool<float>.Shared.Rent(mt * n);
+            try
             {
-                if (j >= jEnd) { scores[j] = float.NegativeInfinity; continue; }
-                float s = TensorPrimitives.Dot(qrow, new ReadOnlySpan<float>(ck.Data, ck.Offset + (bi * n + j) * hd + h * dh, dh)) * scale;
-                if (kb != null) s += kb.Data[kb.Offset + bi * n + j];
-                scores[j] = s;
+                Gemm.Run(serial, mt, n, dh, cq.Data, cq.Offset + (bi * m + i0) * hd + h * dh, hd,
+                    ck.Data, ck.Offset + bi * n * hd + h * dh, hd, true, scores, 0, n, scale);
+                for (int r = 0; r < mt && n > 0; r++)
+                {
+                    var row = new Span<float>(scores, r * n, n);
+                    if (kb != null) TensorPrimitives.Add(row, new ReadOnlySpan<float>(kb.Data, kb.Offset + bi * n, n), row);
+                    if (causal && i0 + r + 1 < n) row[(i0 + r + 1)..].Fill(float.NegativeInfinity);
+                    SoftmaxRow(row, row);
+                }
+                Gemm.Run(serial, mt, dh, n, scores, 0, n, cv.Data, cv.Offset + bi * n * hd + h * dh, hd, false,
+                    y.Data, (bi * m + i0) * hd + h * dh, hd);
             }
-            SoftmaxRow(scores, scores);
-            var orow = new Span<float>(y.Data, (bi * m + i) * hd + h * dh, dh);
-            orow.Clear();
-            for (int j = 0; j < n; j++)
-            {
-                float p = scores[j];
-                if (p == 0f) continue;
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(cv.Data, cv.Offset + (bi * n + j) * hd + h * dh, dh), p, orow, orow);
-            }
-            if (float.IsNaN(scores[0])) orow.Fill(float.NaN);
+            finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
         });
         return y;
     }

@@ -33,6 +33,9 @@ public sealed class ParameterStore
     /// <summary>A view whose names are relative to <paramref name="name"/> (joined with '.').</summary>
     public ParameterStore Scope(string name) => new(Ops, _weights, Component, _prefix + name + ".", _uploaded);
 
+    /// <summary>The checkpoint key <paramref name="name"/> has in this scope (for messages).</summary>
+    public string FullName(string name) => _prefix + name;
+
     public bool Contains(string name) => _weights.ContainsKey(_prefix + name);
 
     /// <summary>The tensor named <paramref name="name"/> in this scope; a missing key is a user error naming it.</summary>

@@ -94,12 +94,15 @@ public class LinearAlgebraTests
         { 1, 33, 12, 20, 17, 1, 1, 0, true, 2 },
         { 1, 2, 6, 6, 3, 1, 2, 0, true, 1 },    // 1x1 with stride 2
         { 1, 3, 7, 7, 2, 5, 1, 2, true, 1 },
+        { 1, 4, 9, 9, 3, 3, 1, 1, true, 3 },    // dop 3 = odd band budget below (banded im2col)
+        { 2, 3, 11, 8, 5, 3, 2, 1, true, 4 },
     };
 
     [Theory, MemberData(nameof(ConvCases))]
     public void Conv2d_matches_float64(int nB, int c, int h, int w, int o, int k, int stride, int pad, bool withBias, int dop)
     {
-        var ops = Ops(dop);
+        // dop 3 and 4 also shrink the im2col band to a few output rows (band edges mid-image)
+        var ops = dop >= 3 ? new LayerFusion.Cpu.CpuOps(dop) { Im2ColBudget = dop == 3 ? 700 : 100 } : Ops(dop);
         var r = new Random(3000 + nB + c * 3 + h * 5 + w * 7 + o * 11 + k * 13 + stride * 17 + pad * 19);
         var x = Rand(r, nB * c * h * w); var wt = Rand(r, o * c * k * k); var b = Rand(r, o);
         var tx = T(ops, x, nB, c, h, w); var tw = T(ops, wt, o, c, k, k); var tb = withBias ? T(ops, b, o) : null;
