@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: the whole CUDA parity suite and the kernel benchmarks, from the
-# self-contained build made by scripts/publish-for-device.sh (no .NET needed there), with a report
-# under $OUT (report.md, tests.log, parity.tsv, bench.md, bench.json, nvidia-smi.txt).
+# self-contained build made by scripts/publish-for-device.sh (no .NET needed there), plus the PyTorch
+# attention side by side, with a report under $OUT: report.md, parity.tsv, bench.json, results.json
+# (attention: plain vs priors vs materialized), torch_attention.json, and logs.tar.gz (tests.log,
+# results.xml, bench.md, prior_bench.md, nvidia-smi.txt, torch_attention.log).
 #   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
 # Exit status: the test run's (0 only if no test failed).
 set -uo pipefail
@@ -41,6 +43,15 @@ start=$(date -u +%FT%TZ)
 "$exe" -namespace 'LayerFusion.Tests.Cuda*' -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
 rc=$?
 
+# PyTorch side by side on the same device (SDPA, explicit attention with materialized probabilities,
+# and the same plus the priors); runs even when a test failed.
+if command -v python3 >/dev/null; then
+  PYTHONUNBUFFERED=1 timeout 300 python3 perf/torch_attention_bench.py "$OUT/torch_attention.json" >"$OUT/torch_attention.log" 2>&1 \
+    || echo "torch_attention_bench.py failed (exit $?)" >>"$OUT/torch_attention.log"
+else
+  echo "python3 not found: no PyTorch side-by-side" >"$OUT/torch_attention.log"
+fi
+
 {
   echo "# LayerFusion CUDA device check"
   echo
@@ -64,7 +75,23 @@ rc=$?
   echo "## Kernel benchmarks"
   echo
   if [ -f "$OUT/bench.md" ]; then cat "$OUT/bench.md"; else echo "(no benchmark output: see tests.log)"; fi
+  echo
+  echo "## Attention: plain vs prior-emitting vs materialized (layerfusion bench; results.json)"
+  echo
+  if [ -f "$OUT/prior_bench.md" ]; then cat "$OUT/prior_bench.md"; else echo "(no attention benchmark output: see tests.log)"; fi
+  echo
+  echo "## Attention: PyTorch on the same device (torch_attention.json)"
+  echo
+  echo '```'
+  tail -15 "$OUT/torch_attention.log" 2>/dev/null
+  echo '```'
 } >"$OUT/report.md"
+
+# At most 8 files come back from the device: keep the machine-readable results and the report at
+# the top, and pack the logs.
+( cd "$OUT" || exit
+  logs=(); for f in tests.log results.xml bench.md prior_bench.md nvidia-smi.txt torch_attention.log; do [ -f "$f" ] && logs+=("$f"); done
+  [ ${#logs[@]} -gt 0 ] && tar -czf logs.tar.gz "${logs[@]}" && rm -f "${logs[@]}" )
 
 tail -40 "$OUT/report.md"
 exit $rc

@@ -9,5 +9,6 @@ internal static class CommandCatalog
     {
         yield return MakeTinyCommand.Create();
         yield return InspectCommand.Create();
+        yield return BenchCommand.Create();
     }
 }
