@@ -25,7 +25,7 @@ extern "C" __global__ void __launch_bounds__(LF_WARPS * 32)
 lf_attention(const elem_t* q, const elem_t* k, const elem_t* v, const elem_t* key_bias, elem_t* out, int m_len,
              int n_len, int heads, float scale, int causal)
 {
-    extern __shared__ float smem[];
+    LF_DYNAMIC_SHARED(float, smem);
     float* qs = smem;                         // [LF_WARPS*LF_R][D], pre-scaled
     float* ks = qs + LF_WARPS * LF_R * LF_D;  // [LF_BC][D+1] (padded: lanes read different keys)
     float* vs = ks + LF_BC * LF_KSTRIDE;      // [LF_BC][D]

@@ -19,28 +19,38 @@ struct __align__(2) lf_bf16 { lf_u16 bits; };
 #define LF_INF __int_as_float(0x7f800000)
 #define LF_FULL_MASK 0xffffffffu
 
-static __device__ __forceinline__ float lf_to_f32(float v) { return v; }
-static __device__ __forceinline__ float lf_to_f32(lf_half v)
+// Dynamic shared memory; tests/kernel-emulation runs these sources on the CPU (LF_HOST_EMULATION),
+// where the emulator supplies the conversions and the per-block shared buffer instead.
+#ifndef LF_HOST_EMULATION
+#define LF_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+
+static __device__ __forceinline__ float lf_half_bits_to_f32(lf_u16 bits)
 {
     float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits));
     return f;
 }
-static __device__ __forceinline__ float lf_to_f32(lf_bf16 v) { return __uint_as_float(((unsigned)v.bits) << 16); }
-
-static __device__ __forceinline__ void lf_from_f32(float f, float* out) { *out = f; }
-static __device__ __forceinline__ void lf_from_f32(float f, lf_half* out)
+static __device__ __forceinline__ lf_u16 lf_f32_to_half_bits(float f)
 {
     lf_u16 h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    out->bits = h;
+    return h;
 }
-static __device__ __forceinline__ void lf_from_f32(float f, lf_bf16* out)
+static __device__ __forceinline__ lf_u16 lf_f32_to_bf16_bits(float f)
 {
     lf_u16 h;
     asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    out->bits = h;
+    return h;
 }
+#endif
+
+static __device__ __forceinline__ float lf_to_f32(float v) { return v; }
+static __device__ __forceinline__ float lf_to_f32(lf_half v) { return lf_half_bits_to_f32(v.bits); }
+static __device__ __forceinline__ float lf_to_f32(lf_bf16 v) { return __uint_as_float(((unsigned)v.bits) << 16); }
+
+static __device__ __forceinline__ void lf_from_f32(float f, float* out) { *out = f; }
+static __device__ __forceinline__ void lf_from_f32(float f, lf_half* out) { out->bits = lf_f32_to_half_bits(f); }
+static __device__ __forceinline__ void lf_from_f32(float f, lf_bf16* out) { out->bits = lf_f32_to_bf16_bits(f); }
 
 #if LF_DTYPE == 0
 typedef float elem_t;

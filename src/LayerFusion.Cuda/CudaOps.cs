@@ -344,7 +344,7 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         }
         if (b is not null && TryLtBias(w.Ptr, xs.Ptr, y.Ptr, b.Ptr, outF, rows, inF)) { AfterOp("linear"); return y; }
         // Row-major y[rows, out] = x @ W^T is column-major y^T = W x^T: op(A)=W^T stored [in, out].
-        Gemm(Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, outF, rows, inF, 1f, w.Ptr, inF, 0, xs.Ptr, inF, 0, y.Ptr, outF, 0, 1);
+        Gemm(GemmPlan.Linear(rows, inF, outF), 1f, w.Ptr, xs.Ptr, y.Ptr);
         if (b is not null)
         {
             using var b1 = (CudaTensor)b.Reshape(outF);
@@ -359,17 +359,16 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         if (SynchronizeEachOp) Driver.Check(Driver.cuStreamSynchronize(Device.Stream), $"{name} (synchronize)");
     }
 
-    void Gemm(int opA, int opB, int m, int n, int k, float alpha, ulong a, int lda, long strideA, ulong b, int ldb,
-        long strideB, ulong c, int ldc, long strideC, int batch)
+    void Gemm(GemmPlan g, float alpha, ulong a, ulong b, ulong c)
     {
         float beta = 0f;
         Device.MakeCurrent();
-        if (batch == 1)
-            Cublas.Check(Cublas.cublasGemmEx(_cublas, opA, opB, m, n, k, &alpha, a, CudaType, lda, b, CudaType, ldb, &beta,
-                c, CudaType, ldc, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx");
+        if (g.Batch == 1)
+            Cublas.Check(Cublas.cublasGemmEx(_cublas, g.OpA, g.OpB, g.M, g.N, g.K, &alpha, a, CudaType, g.Lda, b, CudaType, g.Ldb,
+                &beta, c, CudaType, g.Ldc, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx");
         else
-            Cublas.Check(Cublas.cublasGemmStridedBatchedEx(_cublas, opA, opB, m, n, k, &alpha, a, CudaType, lda, strideA, b,
-                CudaType, ldb, strideB, &beta, c, CudaType, ldc, strideC, batch, Cublas.CUBLAS_COMPUTE_32F,
+            Cublas.Check(Cublas.cublasGemmStridedBatchedEx(_cublas, g.OpA, g.OpB, g.M, g.N, g.K, &alpha, a, CudaType, g.Lda,
+                g.StrideA, b, CudaType, g.Ldb, g.StrideB, &beta, c, CudaType, g.Ldc, g.StrideC, g.Batch, Cublas.CUBLAS_COMPUTE_32F,
                 Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmStridedBatchedEx");
     }
 
@@ -380,14 +379,15 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         try
         {
             if (CublasLt.cublasLtMatmulDescCreate(out desc, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUDA_R_32F) != 0) return false;
-            int opT = Cublas.CUBLAS_OP_T, opN = Cublas.CUBLAS_OP_N, epi = CublasLt.CUBLASLT_EPILOGUE_BIAS;
+            var g = GemmPlan.Linear(rows, inF, outF);
+            int opT = g.OpA, opN = g.OpB, epi = CublasLt.CUBLASLT_EPILOGUE_BIAS;
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(int)), "cublasLtMatmulDescSetAttribute");
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(int)), "cublasLtMatmulDescSetAttribute");
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(int)), "cublasLtMatmulDescSetAttribute");
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute");
-            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out aL, CudaType, (ulong)inF, (ulong)outF, inF), "cublasLtMatrixLayoutCreate");
-            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out bL, CudaType, (ulong)inF, (ulong)rows, inF), "cublasLtMatrixLayoutCreate");
-            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out cL, CudaType, (ulong)outF, (ulong)rows, outF), "cublasLtMatrixLayoutCreate");
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out aL, CudaType, (ulong)g.StoredA.Rows, (ulong)g.StoredA.Cols, g.Lda), "cublasLtMatrixLayoutCreate");
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out bL, CudaType, (ulong)g.StoredB.Rows, (ulong)g.StoredB.Cols, g.Ldb), "cublasLtMatrixLayoutCreate");
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out cL, CudaType, (ulong)g.M, (ulong)g.N, g.Ldc), "cublasLtMatrixLayoutCreate");
             Cublas.Check(CublasLt.cublasLtMatmulPreferenceCreate(out pref), "cublasLtMatmulPreferenceCreate");
             ulong ws = (ulong)LtWorkspaceBytes;
             Cublas.Check(CublasLt.cublasLtMatmulPreferenceSetAttribute(pref, CublasLt.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute");
@@ -430,8 +430,7 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         if (y.ElementCount == 0) return y;
         if (k == 0) { Driver.Check(Driver.cuMemsetD8Async(y.Ptr, 0, (nuint)Bytes(y), Device.Stream), "cuMemsetD8Async"); return y; }
         // Column-major: y^T[n, m] = op(b)^T-as-stored @ a^T.
-        Gemm(transposeB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, n, m, k, alpha,
-            z.Ptr, transposeB ? k : n, (long)k * n, x.Ptr, k, (long)m * k, y.Ptr, n, (long)m * n, batch);
+        Gemm(GemmPlan.MatMul(batch, m, k, n, transposeB), alpha, z.Ptr, x.Ptr, y.Ptr);
         AfterOp("matmul");
         return y;
     }
@@ -464,8 +463,7 @@ public sealed unsafe class CudaOps : IOps, IDisposable
                         .I32(padding).I32(ho).I32(wo));
             }
             // Per image, column-major y^T[plane, o] = col^T[plane, kc] @ W^T[kc, o].
-            Gemm(Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, checked((int)plane), o, checked((int)kc), 1f,
-                colPtr, checked((int)plane), kc * plane, w.Ptr, checked((int)kc), 0, y.Ptr, checked((int)plane), o * plane, n);
+            Gemm(GemmPlan.Conv(n, checked((int)plane), checked((int)kc), o), 1f, colPtr, w.Ptr, y.Ptr);
             if (bias is not null)
             {
                 var b = Dev(bias);
