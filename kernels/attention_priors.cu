@@ -114,7 +114,11 @@
 #define LF_LOG2E 1.4426950408889634f
 
 typedef unsigned int lf_u32;
+struct __align__(16) lf_chunk16 { lf_u32 x, y, z, w; };
 
+// The PTX helpers. tests/kernel-emulation/prior_ptx_emu.hpp supplies lane-level CPU versions of
+// exactly these five (LF_HOST_EMULATION), so the rest of this file runs unchanged on the emulator.
+#ifndef LF_HOST_EMULATION
 static __device__ __forceinline__ lf_u32 lf_smem_addr(const void* p)
 {
     unsigned long long a;
@@ -123,9 +127,9 @@ static __device__ __forceinline__ lf_u32 lf_smem_addr(const void* p)
 }
 
 // 16-byte asynchronous global -> shared copy; src_bytes = 0 zero-fills (keys past N).
-static __device__ __forceinline__ void lf_cp_async16(lf_u32 dst, const void* src, int src_bytes)
+static __device__ __forceinline__ void lf_cp_async16(void* dst_shared, const void* src, int src_bytes)
 {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(lf_smem_addr(dst_shared)), "l"(src), "r"(src_bytes));
 }
 static __device__ __forceinline__ void lf_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -148,12 +152,12 @@ static __device__ __forceinline__ void lf_mma(float* c, const lf_u32* a, lf_u32 
 #endif
 }
 
-// Four 8x8 b16 matrices, transposed: lane L addresses row (L & 7) of matrix (L >> 3).
-static __device__ __forceinline__ void lf_ldmatrix_x4_trans(lf_u32* r, lf_u32 addr)
+// Four 8x8 b16 matrices, transposed: lane L passes the address of row (L & 7) of matrix (L >> 3).
+static __device__ __forceinline__ void lf_ldmatrix_x4_trans(lf_u32* r, const void* row_shared)
 {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
+                 : "r"(lf_smem_addr(row_shared)));
 }
 
 // Two fp32 -> one register of two storage-type values; lo in the low half (the lower column index).
@@ -167,6 +171,7 @@ static __device__ __forceinline__ lf_u32 lf_pack2(float lo, float hi)
 #endif
     return r;
 }
+#endif
 
 #if LF_BLEND
 static __device__ __forceinline__ float lf_lo(lf_u32 v)
@@ -206,8 +211,8 @@ static __device__ __forceinline__ void lf_load_tile(elem_t* ks, elem_t* vs, cons
         const int j = c / chunks_per_row, d8 = (c - j * chunks_per_row) * 8, n = kt + j;
         const bool live = n < n_len;
         const lf_i64 off = live ? (lf_i64)n * rs + (lf_i64)h * LF_D + d8 : 0;
-        lf_cp_async16(lf_smem_addr(ks + j * LF_LD + d8), kb + off, live ? 16 : 0);
-        if (with_v) lf_cp_async16(lf_smem_addr(vs + j * LF_LD + d8), vb + off, live ? 16 : 0);
+        lf_cp_async16(ks + j * LF_LD + d8, kb + off, live ? 16 : 0);
+        if (with_v) lf_cp_async16(vs + j * LF_LD + d8, vb + off, live ? 16 : 0);
     }
 }
 
@@ -267,7 +272,7 @@ lf_prior_attention(const elem_t* __restrict__ q, const elem_t* __restrict__ k, c
                    float* __restrict__ eos_col, int eos_index, elem_t* __restrict__ fg, const float* __restrict__ mask_soft,
                    const float* __restrict__ mask_hard, int mask_batch_stride, int m_len, int n_len, int heads, float scale)
 {
-    extern __shared__ __align__(16) unsigned char lf_smem[];
+    LF_DYNAMIC_SHARED(lf_chunk16, lf_smem);  // a 16-byte element type declares the alignment cp.async and ldmatrix need
     elem_t* ks = (elem_t*)lf_smem;            // [2][LF_BC][LF_LD]  (double-buffered)
     elem_t* vs = ks + 2 * LF_BC * LF_LD;      // [2][LF_BC][LF_LD]
 #if LF_SPARSITY
@@ -396,7 +401,7 @@ lf_prior_attention(const elem_t* __restrict__ q, const elem_t* __restrict__ k, c
                 for (int dp = 0; dp < LF_DT / 2; ++dp)
                 {
                     lf_u32 vb4[4];
-                    lf_ldmatrix_x4_trans(vb4, lf_smem_addr(vt_s + key * LF_LD + dp * 16 + 8 * (mi >> 1)));
+                    lf_ldmatrix_x4_trans(vb4, vt_s + key * LF_LD + dp * 16 + 8 * (mi >> 1));
                     lf_mma(o[2 * dp], pa, vb4[0], vb4[1]);
                     lf_mma(o[2 * dp + 1], pa, vb4[2], vb4[3]);
                 }
