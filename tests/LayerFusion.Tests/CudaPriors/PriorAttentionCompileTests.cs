@@ -56,6 +56,37 @@ public class PriorAttentionCompileTests
     }
 
     [Theory, MemberData(nameof(Specs))]
+    public void Prior_attention_cubin_has_no_stack_frame_and_fits_the_register_file(string spec, string arch)
+    {
+        // ptxas' own report (the CUBIN's .nv.info): spills show as a stack frame; more than 255
+        // registers cannot exist, and at 4 warps more than 255 would leave fewer than 2 blocks per SM
+        var s = Parse(spec);
+        var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
+        var usage = CubinResources.Read(result.Image);
+        TestContext.Current.SendDiagnosticMessage($"{arch} {string.Join(" ", s.Defines)} [{s.Storage}]: {usage.MaxRegisters} registers, frame {usage.MaxFrameBytes} B");
+        Assert.Equal(0, usage.MaxFrameBytes);
+        Assert.InRange(usage.MaxRegisters, 32, 255);
+    }
+
+    [Fact]
+    public void The_cubin_reader_sees_a_stack_frame_when_there_is_one()
+    {
+        // a register array indexed at run time must live in local memory: the reader has to report it
+        const string src = """
+            extern "C" __global__ void k(float* p, int i)
+            {
+                float a[64];
+                for (int j = 0; j < 64; ++j) a[j] = 0.f;
+                for (int j = 0; j < 64; ++j) a[(j * i) & 63] += p[j];
+                p[0] = a[i & 63] + a[(i + 1) & 63];
+            }
+            """;
+        var result = NvrtcCompiler.Compile("frame.cu", src, [], ["--std=c++17", "-arch=sm_80"]);
+        Assert.True(CubinResources.Read(result.Image).MaxFrameBytes >= 256);
+        Assert.Throws<InvalidDataException>(() => CubinResources.Read(new byte[100]));
+    }
+
+    [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_ptx_uses_tensor_cores_and_no_local_memory(string spec, string arch)
     {
         // local memory (a register array indexed at run time, or spills at the PTX level) would be
