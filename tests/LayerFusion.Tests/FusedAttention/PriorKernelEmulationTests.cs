@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using LayerFusion.Tests.Cuda;
 
-namespace LayerFusion.Tests.CudaPriors;
+namespace LayerFusion.Tests.FusedAttention;
 
 /// <summary>
 /// The prior attention kernel's logic without a GPU: tests/kernel-emulation/run_priors.sh compiles
@@ -11,6 +11,7 @@ namespace LayerFusion.Tests.CudaPriors;
 /// fragment layouts), and checks O, s, c and the blend outputs against float64 with the host
 /// launcher's launch shapes and NaN-poisoned outputs. It cannot see races, timing or the real
 /// tensor cores' rounding; the GPU parity tests (PriorAttentionParityTests) cover those on a device.
+/// Kept outside the LayerFusion.Tests.Cuda* namespaces so perf/device-check.sh spends no device time on it.
 /// </summary>
 public class PriorKernelEmulationTests
 {
