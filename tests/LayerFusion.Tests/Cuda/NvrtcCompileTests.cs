@@ -43,6 +43,38 @@ public class NvrtcCompileTests
             Assert.Contains(entry + "\0", image);
     }
 
+    /// <summary>
+    /// ptxas's resource report: no kernel uses local memory (a stack frame or register spills). One
+    /// known exception: lf_timestep_embedding calls precise sinf/cosf, whose reduction path for huge
+    /// arguments keeps a 32-byte local array; it runs once per step on a few hundred elements.
+    /// </summary>
+    [Theory]
+    [InlineData("sm_80")]
+    [InlineData("sm_90")]
+    public void Kernels_use_no_stack_frame_and_spill_no_registers(string arch)
+    {
+        foreach (var s in KernelCatalog.Representative().Where(s => s.Storage == StorageType.F16))
+        {
+            var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, [.. s.Options(arch), "--ptxas-options=-v"]);
+            var lines = result.Log.Split('\n');
+            int entries = 0, clean = 0;
+            string? current = null;
+            foreach (var l in lines)
+            {
+                if (l.Contains("Compiling entry function", StringComparison.Ordinal)) { entries++; current = l; }
+                else if (l.Contains("bytes stack frame", StringComparison.Ordinal))
+                {
+                    bool noSpills = System.Text.RegularExpressions.Regex.IsMatch(l, @"\b0 bytes spill stores, 0 bytes spill loads");
+                    bool noFrame = System.Text.RegularExpressions.Regex.IsMatch(l, @"\b0 bytes stack frame");
+                    bool known = current!.Contains("'lf_timestep_embedding'", StringComparison.Ordinal);
+                    bool ok = noSpills && (noFrame || known);
+                    if (ok || known) clean++;
+                }
+            }
+            Assert.True(entries == KernelCatalog.EntryPoints[s.File].Length && clean == entries, $"{s} on {arch}:\n{result.Log}");
+        }
+    }
+
     [Fact]
     public void Every_kernel_file_is_in_the_catalog_and_embedded()
     {
