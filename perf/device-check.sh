@@ -5,6 +5,8 @@
 # (attention: plain vs priors vs materialized), torch_attention.json, and logs.tar.gz (tests.log,
 # results.xml, bench.md, prior_bench.md, nvidia-smi.txt, torch_attention.log).
 #   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
+#   LF_TEST_NAMESPACE=LayerFusion.Tests.CudaPriors* bash perf/device-check.sh: only the prior attention
+#   parity tests and its benchmark (a quicker call while iterating on that kernel).
 # Exit status: the test run's (0 only if no test failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +42,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
 (nvidia-smi || echo "nvidia-smi not available") >"$OUT/nvidia-smi.txt" 2>&1
 
 start=$(date -u +%FT%TZ)
-"$exe" -namespace 'LayerFusion.Tests.Cuda*' -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
+"$exe" -namespace "${LF_TEST_NAMESPACE:-LayerFusion.Tests.Cuda*}" -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
 rc=$?
 
 # PyTorch side by side on the same device (SDPA, explicit attention with materialized probabilities,
@@ -79,6 +81,22 @@ fi
   echo "## Attention: plain vs prior-emitting vs materialized (layerfusion bench; results.json)"
   echo
   if [ -f "$OUT/prior_bench.md" ]; then cat "$OUT/prior_bench.md"; else echo "(no attention benchmark output: see tests.log)"; fi
+  echo
+  echo "## Prior attention SASS (cuobjdump on the kernel cache: tensor-core, ldmatrix, cp.async and local-memory instructions)"
+  echo
+  if command -v cuobjdump >/dev/null && [ -d "$LAYERFUSION_KERNEL_CACHE" ]; then
+    echo "| cubin | registers / stack (ptxas) | HMMA | LDSM | LDGSTS | LDL+STL |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: |"
+    for f in "$LAYERFUSION_KERNEL_CACHE"/*.bin; do
+      [ -f "$f" ] || continue
+      sass=$(cuobjdump -sass "$f" 2>/dev/null) || continue
+      grep -q 'Function : lf_prior_attention' <<<"$sass" || continue
+      res=$(cuobjdump -res-usage "$f" 2>/dev/null | grep -A1 'lf_prior_attention' | grep -o 'REG:[0-9]*.*STACK:[0-9]*' | head -1)
+      echo "| $(basename "$f" | cut -c1-12) | ${res:-?} | $(grep -c HMMA <<<"$sass") | $(grep -c LDSM <<<"$sass") | $(grep -c LDGSTS <<<"$sass") | $(grep -cE '\b(LDL|STL)\b' <<<"$sass") |"
+    done
+  else
+    echo "(cuobjdump or the kernel cache not found)"
+  fi
   echo
   echo "## Attention: PyTorch on the same device (torch_attention.json)"
   echo
