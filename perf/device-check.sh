@@ -6,7 +6,8 @@
 # results.xml, bench.md, prior_bench.md, nvidia-smi.txt, torch_attention.log).
 #   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
 #   LF_TEST_NAMESPACE=LayerFusion.Tests.CudaPriors* bash perf/device-check.sh: only the prior attention
-#   parity tests and its benchmark (a quicker call while iterating on that kernel).
+#   parity tests and its benchmark (a quicker call while iterating on that kernel); LF_SANITIZE=1 adds
+#   compute-sanitizer racecheck + memcheck over the prior attention parity tests.
 # Exit status: the test run's (0 only if no test failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,20 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
 start=$(date -u +%FT%TZ)
 "$exe" -namespace "${LF_TEST_NAMESPACE:-LayerFusion.Tests.Cuda*}" -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
 rc=$?
+
+# Optional (LF_SANITIZE=1): the prior attention parity tests under compute-sanitizer racecheck and
+# memcheck (shared-memory races, out-of-bounds cp.async / ldmatrix); slow, so not by default.
+if [ "${LF_SANITIZE:-0}" = 1 ]; then
+  if command -v compute-sanitizer >/dev/null; then
+    for tool in racecheck memcheck; do
+      echo "== compute-sanitizer --tool $tool" >>"$OUT/sanitizer.log"
+      timeout 300 compute-sanitizer --tool "$tool" --print-limit 20 "$exe" -class 'LayerFusion.Tests.CudaPriors.PriorAttentionParityTests' \
+        -noColor >>"$OUT/sanitizer.log" 2>&1 || echo "compute-sanitizer $tool: exit $?" >>"$OUT/sanitizer.log"
+    done
+  else
+    echo "compute-sanitizer not found" >"$OUT/sanitizer.log"
+  fi
+fi
 
 # PyTorch side by side on the same device (SDPA, explicit attention with materialized probabilities,
 # and the same plus the priors); runs even when a test failed.
@@ -98,6 +113,13 @@ fi
     echo "(cuobjdump or the kernel cache not found)"
   fi
   echo
+  if [ -f "$OUT/sanitizer.log" ]; then
+    echo "## compute-sanitizer (prior attention parity tests)"
+    echo '```'
+    grep -E '^==|ERROR SUMMARY|RACECHECK SUMMARY|exit|not found' "$OUT/sanitizer.log" | head -20
+    echo '```'
+    echo
+  fi
   echo "## Attention: PyTorch on the same device (torch_attention.json)"
   echo
   echo '```'
@@ -108,7 +130,7 @@ fi
 # At most 8 files come back from the device: keep the machine-readable results and the report at
 # the top, and pack the logs.
 ( cd "$OUT" || exit
-  logs=(); for f in tests.log results.xml bench.md prior_bench.md nvidia-smi.txt torch_attention.log; do [ -f "$f" ] && logs+=("$f"); done
+  logs=(); for f in tests.log results.xml bench.md prior_bench.md nvidia-smi.txt torch_attention.log sanitizer.log; do [ -f "$f" ] && logs+=("$f"); done
   [ ${#logs[@]} -gt 0 ] && tar -czf logs.tar.gz "${logs[@]}" && rm -f "${logs[@]}" )
 
 tail -40 "$OUT/report.md"
