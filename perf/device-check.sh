@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: the whole CUDA parity suite and the kernel benchmarks, from the
-# self-contained build made by scripts/publish-for-device.sh (no .NET needed there), with a report
-# under $OUT (report.md, tests.log, parity.tsv, bench.md, bench.json, nvidia-smi.txt).
+# self-contained build made by scripts/publish-for-device.sh (no .NET needed there), plus the PyTorch
+# attention side by side, with a report under $OUT: report.md, parity.tsv, bench.json, results.json
+# (attention: plain vs priors vs materialized), torch_attention.json, and logs.tar.gz (tests.log,
+# results.xml, bench.md, prior_bench.md, nvidia-smi.txt, torch_attention.log).
 #   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
+#   LF_TEST_NAMESPACE=LayerFusion.Tests.CudaPriors* bash perf/device-check.sh: only the prior attention
+#   parity tests and its benchmark (a quicker call while iterating on that kernel); LF_SANITIZE=1 adds
+#   compute-sanitizer racecheck + memcheck over the prior attention parity tests.
 # Exit status: the test run's (0 only if no test failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +43,31 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
 (nvidia-smi || echo "nvidia-smi not available") >"$OUT/nvidia-smi.txt" 2>&1
 
 start=$(date -u +%FT%TZ)
-"$exe" -namespace 'LayerFusion.Tests.Cuda*' -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
+"$exe" -namespace "${LF_TEST_NAMESPACE:-LayerFusion.Tests.Cuda*}" -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
 rc=$?
+
+# Optional (LF_SANITIZE=1): the prior attention parity tests under compute-sanitizer racecheck and
+# memcheck (shared-memory races, out-of-bounds cp.async / ldmatrix); slow, so not by default.
+if [ "${LF_SANITIZE:-0}" = 1 ]; then
+  if command -v compute-sanitizer >/dev/null; then
+    for tool in racecheck memcheck; do
+      echo "== compute-sanitizer --tool $tool" >>"$OUT/sanitizer.log"
+      timeout 300 compute-sanitizer --tool "$tool" --print-limit 20 "$exe" -class 'LayerFusion.Tests.CudaPriors.PriorAttentionParityTests' \
+        -noColor >>"$OUT/sanitizer.log" 2>&1 || echo "compute-sanitizer $tool: exit $?" >>"$OUT/sanitizer.log"
+    done
+  else
+    echo "compute-sanitizer not found" >"$OUT/sanitizer.log"
+  fi
+fi
+
+# PyTorch side by side on the same device (SDPA, explicit attention with materialized probabilities,
+# and the same plus the priors); runs even when a test failed.
+if command -v python3 >/dev/null; then
+  PYTHONUNBUFFERED=1 timeout 300 python3 perf/torch_attention_bench.py "$OUT/torch_attention.json" >"$OUT/torch_attention.log" 2>&1 \
+    || echo "torch_attention_bench.py failed (exit $?)" >>"$OUT/torch_attention.log"
+else
+  echo "python3 not found: no PyTorch side-by-side" >"$OUT/torch_attention.log"
+fi
 
 {
   echo "# LayerFusion CUDA device check"
@@ -64,7 +92,46 @@ rc=$?
   echo "## Kernel benchmarks"
   echo
   if [ -f "$OUT/bench.md" ]; then cat "$OUT/bench.md"; else echo "(no benchmark output: see tests.log)"; fi
+  echo
+  echo "## Attention: plain vs prior-emitting vs materialized (layerfusion bench; results.json)"
+  echo
+  if [ -f "$OUT/prior_bench.md" ]; then cat "$OUT/prior_bench.md"; else echo "(no attention benchmark output: see tests.log)"; fi
+  echo
+  echo "## Prior attention SASS (cuobjdump on the kernel cache: tensor-core, ldmatrix, cp.async and local-memory instructions)"
+  echo
+  if command -v cuobjdump >/dev/null && [ -d "$LAYERFUSION_KERNEL_CACHE" ]; then
+    echo "| cubin | registers / stack (ptxas) | HMMA | LDSM | LDGSTS | LDL+STL |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: |"
+    for f in "$LAYERFUSION_KERNEL_CACHE"/*.bin; do
+      [ -f "$f" ] || continue
+      sass=$(cuobjdump -sass "$f" 2>/dev/null) || continue
+      grep -q 'Function : lf_prior_attention' <<<"$sass" || continue
+      res=$(cuobjdump -res-usage "$f" 2>/dev/null | grep -A1 'lf_prior_attention' | grep -o 'REG:[0-9]*.*STACK:[0-9]*' | head -1)
+      echo "| $(basename "$f" | cut -c1-12) | ${res:-?} | $(grep -c HMMA <<<"$sass") | $(grep -c LDSM <<<"$sass") | $(grep -c LDGSTS <<<"$sass") | $(grep -cE '\b(LDL|STL)\b' <<<"$sass") |"
+    done
+  else
+    echo "(cuobjdump or the kernel cache not found)"
+  fi
+  echo
+  if [ -f "$OUT/sanitizer.log" ]; then
+    echo "## compute-sanitizer (prior attention parity tests)"
+    echo '```'
+    grep -E '^==|ERROR SUMMARY|RACECHECK SUMMARY|exit|not found' "$OUT/sanitizer.log" | head -20
+    echo '```'
+    echo
+  fi
+  echo "## Attention: PyTorch on the same device (torch_attention.json)"
+  echo
+  echo '```'
+  tail -15 "$OUT/torch_attention.log" 2>/dev/null
+  echo '```'
 } >"$OUT/report.md"
+
+# At most 8 files come back from the device: keep the machine-readable results and the report at
+# the top, and pack the logs.
+( cd "$OUT" || exit
+  logs=(); for f in tests.log results.xml bench.md prior_bench.md nvidia-smi.txt torch_attention.log sanitizer.log; do [ -f "$f" ] && logs+=("$f"); done
+  [ ${#logs[@]} -gt 0 ] && tar -czf logs.tar.gz "${logs[@]}" && rm -f "${logs[@]}" )
 
 tail -40 "$OUT/report.md"
 exit $rc

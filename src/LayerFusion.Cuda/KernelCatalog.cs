@@ -26,6 +26,9 @@ public static class KernelCatalog
     public const string Shape = "shape.cu";
     public const string Conv = "conv.cu";
     public const string Attention = "attention.cu";
+    /// <summary>Tensor-core attention with the fused LayerFusion priors; specialized by Fusion.CudaPriorAttention.Spec.</summary>
+    public const string PriorAttention = "attention_priors.cu";
+    public const string PriorMasks = "prior_masks.cu";
 
     /// <summary>Attention warps per block (must equal LF_WARPS in attention.cu) and key tile size (LF_BC).</summary>
     public const int AttentionWarps = 4, AttentionKeyTile = 32;
@@ -52,6 +55,8 @@ public static class KernelCatalog
         [Shape] = ["lf_permute", "lf_copy_rows"],
         [Conv] = ["lf_im2col"],
         [Attention] = ["lf_attention"],
+        [PriorAttention] = ["lf_prior_attention"],
+        [PriorMasks] = ["lf_density_prior", "lf_prior_masks", "lf_prior_blend"],
     };
 
     /// <summary>Head dims the attention kernel is checked at: SDXL/CLIP 64, VAE 512, transparent decoder 8, odd sizes.</summary>
@@ -62,7 +67,7 @@ public static class KernelCatalog
     {
         foreach (var t in Enum.GetValues<StorageType>())
         {
-            foreach (var file in EntryPoints.Keys.Where(f => f != Attention)) yield return Plain(file, t);
+            foreach (var file in EntryPoints.Keys.Where(f => f != Attention && f != PriorAttention)) yield return Plain(file, t);
             foreach (var d in CheckedHeadDims) yield return AttentionSpec(t, d, RowsPerWarp(d));
         }
     }

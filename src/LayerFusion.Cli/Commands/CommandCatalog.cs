@@ -13,5 +13,6 @@ internal static class CommandCatalog
         yield return RunCommand.Create();
         yield return GenerateCommand.Create();
         yield return ComposeCommand.Create();
+        yield return BenchCommand.Create();
     }
 }

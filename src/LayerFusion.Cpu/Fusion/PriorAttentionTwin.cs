@@ -1,0 +1,76 @@
+using LayerFusion.Core.Fusion;
+
+namespace LayerFusion.Cpu.Fusion;
+
+/// <summary>
+/// The CPU twin of the fused prior attention kernel (kernels/attention_priors.cu): the same function
+/// composed from the pieces that already exist on the host — <see cref="CpuOps.Attention"/> for the
+/// output, <see cref="AttentionStatistics"/> for s and the &lt;EOS&gt; column (exact per-row softmax of
+/// every head, head-mean before squaring, no M x N map), <see cref="PriorMath.BlendInPlace"/> for
+/// Eq. 1 / Eq. 2. GPU parity tests compare the kernel with this, and the engine can use it as the
+/// CPU backend of the same call.
+/// </summary>
+public static class PriorAttentionTwin
+{
+    /// <param name="q">[batch, queries, heads*headDim]</param>
+    /// <param name="k">[batch, keys, heads*headDim]</param>
+    /// <param name="v">[batch, keys, heads*headDim]</param>
+    /// <param name="keyBias">optional [batch, keys], added to every score row (output only; see remarks).</param>
+    /// <remarks>
+    /// <see cref="AttentionStatistics"/> has no key bias, so priors together with a key bias are
+    /// refused here (LayerFusion never asks for them together: priors come from FG attention, key
+    /// bias only from BG sharing); the kernel supports the combination and is checked against the
+    /// float64 reference for it.
+    /// </remarks>
+    public static PriorAttentionHostResult Run(float[] q, float[] k, float[] v, int batch, int queries, int keys, int heads,
+        int headDim, PriorAttentionOptions options, float[]? keyBias = null, PriorBlendHost? blend = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (batch < 1 || queries < 1 || keys < 1 || heads < 1 || headDim < 1)
+            throw new ArgumentException("prior attention needs at least one batch row, query, key, head and channel");
+        int inner = heads * headDim;
+        if (q.Length != (long)batch * queries * inner || k.Length != (long)batch * keys * inner || v.Length != k.Length)
+            throw new ArgumentException($"q/k/v hold {q.Length}/{k.Length}/{v.Length} values; expected [{batch},{queries},{inner}] and [{batch},{keys},{inner}]");
+        options.Validate(keys);
+        if (keyBias is not null && keyBias.Length != (long)batch * keys)
+            throw new ArgumentException($"key bias must be [{batch}, {keys}]");
+        if (keyBias is not null && options.EmitsPriors)
+            throw new NotSupportedException("the CPU twin's statistics (AttentionStatistics) take no key bias");
+
+        float[] output;
+        var ops = new CpuOps();
+        using (var qt = ops.FromHost(q, batch, queries, inner))
+        using (var kt = ops.FromHost(k, batch, keys, inner))
+        using (var vt = ops.FromHost(v, batch, keys, inner))
+        using (var bt = keyBias is null ? null : ops.FromHost(keyBias, batch, keys))
+        using (var o = ops.Attention(qt, kt, vt, heads, bt))
+            output = ops.ToHost(o);
+
+        float[]? sparsity = options.Sparsity ? new float[batch * queries] : null;
+        float[]? column = options.EosIndex >= 0 ? new float[batch * queries] : null;
+        if (options.EmitsPriors)
+            for (int b = 0; b < batch; b++)
+            {
+                var stats = AttentionStatistics.Compute(q.AsSpan(b * queries * inner, queries * inner), k.AsSpan(b * keys * inner, keys * inner),
+                    queries, keys, heads, headDim, options.Sparsity, options.EosIndex);
+                if (sparsity is not null)
+                    for (int i = 0; i < queries; i++) sparsity[b * queries + i] = 1f / stats.SumOfSquares![i];
+                stats.Column?.CopyTo(column!, b * queries);
+            }
+
+        float[]? fg = null;
+        if (blend is not null)
+        {
+            if (blend.Fg.Length != output.Length) throw new ArgumentException("blend: the FG output must have the output's shape");
+            if (blend.MaskBatchStride < 0) throw new ArgumentException("blend: negative mask batch stride");
+            long maskLength = (long)(batch - 1) * blend.MaskBatchStride + queries;
+            if (blend.SoftMask.Length < maskLength || blend.HardMask.Length < maskLength)
+                throw new ArgumentException($"blend: masks need {maskLength} values for stride {blend.MaskBatchStride}");
+            fg = (float[])blend.Fg.Clone();
+            for (int b = 0; b < batch; b++)
+                PriorMath.BlendInPlace(fg.AsSpan(b * queries * inner, queries * inner), output.AsSpan(b * queries * inner, queries * inner),
+                    blend.SoftMask.AsSpan(b * blend.MaskBatchStride, queries), blend.HardMask.AsSpan(b * blend.MaskBatchStride, queries), inner);
+        }
+        return new PriorAttentionHostResult(output, sparsity, column, fg);
+    }
+}

@@ -1,0 +1,32 @@
+using LayerFusion.Cli;
+using LayerFusion.Cuda.Runtime;
+
+namespace LayerFusion.Tests.CudaPriors;
+
+/// <summary>`layerfusion bench` without a GPU: one clear line on stderr, exit code 2, no results file.</summary>
+public class BenchCommandTests
+{
+    [Fact]
+    public void Bench_without_a_device_fails_with_the_reason_and_writes_nothing()
+    {
+        using (var device = CudaDevice.TryOpen(out _))
+            if (device is not null) Assert.Skip("a CUDA device is present here: the no-device path cannot be exercised (PriorBenchmarkRun covers the device path)");
+        var path = Path.Combine(Path.GetTempPath(), $"lf-bench-{Guid.NewGuid():N}.json");
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Program.Run(["bench", "--out", path], o, e);
+        Assert.Equal(2, code);
+        var err = e.ToString().Trim();
+        Assert.StartsWith("error: layerfusion bench needs a CUDA GPU:", err);
+        Assert.Single(err.Split('\n'));
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void Bench_refuses_too_few_repeats()
+    {
+        var e = new StringWriter();
+        Assert.Equal(2, Program.Run(["bench", "--repeats", "1"], new StringWriter(), e));
+        Assert.Contains("--repeats must be at least 3", e.ToString());
+    }
+}
