@@ -14,6 +14,20 @@ public sealed record ModuleSpec(string File, StorageType Storage, IReadOnlyList<
     }
 
     public override string ToString() => $"{File}[{Storage}{(Defines.Count > 0 ? " " + string.Join(" ", Defines) : "")}]";
+
+    // Value equality over the defines too: the spec keys CudaOps' module cache, and a record's
+    // default equality would compare the list by reference (a miss, and a leaked module, per call).
+    public bool Equals(ModuleSpec? other) => other is not null && File == other.File && Storage == other.Storage
+        && Defines.SequenceEqual(other.Defines);
+
+    public override int GetHashCode()
+    {
+        var h = new HashCode();
+        h.Add(File);
+        h.Add(Storage);
+        foreach (var d in Defines) h.Add(d);
+        return h.ToHashCode();
+    }
 }
 
 /// <summary>The module specializations the CUDA backend compiles, and their kernel entry points.</summary>
