@@ -29,7 +29,7 @@ internal static class GenerateCommand
         var width = new Option<int?>("--width") { Description = "Width in pixels, a multiple of 8 (default: the model's)." };
         var height = new Option<int?>("--height") { Description = "Height in pixels, a multiple of 8 (default: the model's)." };
         var sampler = new Option<string?>("--sampler") { Description = "Sampler (default: the checkpoint's scheduler)." };
-        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cpu)." };
+        var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cuda when a device is usable, else cpu)." };
         var output = new Option<string>("--out") { Description = "Output folder (created if absent).", DefaultValueFactory = _ => "." };
         var dump = new Option<bool>("--dump-priors") { Description = "Also write s', c, mask_soft and mask_hard at t = 0.8T (PNGs and raw safetensors) to OUT/priors." };
         var noSharing = new Option<bool>("--no-sharing") { Description = "Ablation: no BG<->BLEND attention sharing." };
@@ -80,10 +80,10 @@ internal static class GenerateCommand
             var outDir = parse.GetValue(output)!;
             if (File.Exists(outDir)) throw new UserInputException($"--out '{outDir}' is a file; give a folder");
 
-            var ops = BackendFactory.Create(parse.GetValue(backend), stderr);
+            var backends = BackendFactory.CreatePair(parse.GetValue(backend), stderr);
             var modelPath = BuiltInModel.Resolve(parse.GetValue(model), stderr);
             var ldDir = parse.GetValue(layerDiffuse) ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
-            using var pipeline = LayerFusionPipeline.Load(ops, modelPath, LayerDiffuseFiles.InDirectory(ldDir));
+            using var pipeline = LayerFusionPipeline.Load(backends.Main, modelPath, LayerDiffuseFiles.InDirectory(ldDir), backends.Vae);
             var (ph, pw) = pipeline.Sdxl.ResolveSize(w, h);
             var request = new LayerFusionRequest
             {

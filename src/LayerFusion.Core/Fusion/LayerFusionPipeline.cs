@@ -91,7 +91,7 @@ public sealed class LayerFusionPipeline : IDisposable
         Sdxl = sdxl;
         _decoderFile = decoder;
         ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
-        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(Ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
+        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
         // the transparent decoder injects the latent where its features have the latent's size, so
         // its latent_inject_level must match diffusers' vae_scale_factor (a mismatched pair cannot decode)
         if (1 << decoder.Config.LatentInjectLevel != VaeScaleFactor)
@@ -112,7 +112,9 @@ public sealed class LayerFusionPipeline : IDisposable
     public int VaeScaleFactor => Sdxl.VaeScaleFactor;
 
     /// <summary>Opens a checkpoint (diffusers folder or single file) and the LayerDiffuse files; keeps the weights resident.</summary>
-    public static LayerFusionPipeline Load(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse)
+    /// <param name="vaeOps">Backend of the VAE and transparent decoder when it differs from <paramref name="ops"/>
+    /// (fp32 on a GPU: SDXL's VAE overflows in fp16); null: the same backend.</param>
+    public static LayerFusionPipeline Load(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps = null)
     {
         var checkpoint = Checkpoint.Open(modelPath);
         SdxlPipeline? sdxl = null;
@@ -121,7 +123,7 @@ public sealed class LayerFusionPipeline : IDisposable
         {
             var offsets = LayerDiffuseAttention.Load(layerDiffuse.Attention, checkpoint.Unet.Config);
             var merged = LayerDiffuseAttention.Merge(checkpoint.Unet.Weights, offsets);
-            sdxl = SdxlPipeline.Load(checkpoint, ops);
+            sdxl = SdxlPipeline.Load(checkpoint, ops, new SdxlPipelineOptions { VaeOps = vaeOps });
             decoder = TransparentDecoderFile.Load(layerDiffuse.TransparentDecoder);
             return new LayerFusionPipeline(sdxl, merged, decoder);
         }

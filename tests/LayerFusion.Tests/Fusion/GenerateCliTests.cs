@@ -13,13 +13,8 @@ public sealed class GenerateCliTests : IDisposable
 
     public void Dispose() => _tmp.Dispose();
 
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    // CPU unless a test names a backend (the automatic choice adds a note line where no GPU is usable)
+    static (int Code, string Out, string Err) Run(params string[] args) => LayerFusion.Tests.Cli.SdxlCliTests.Run(args);
 
     [Fact]
     public void GenerateWritesTheTripletAndPriorsDeterministicallyAndComposeMovesTheLayer()
