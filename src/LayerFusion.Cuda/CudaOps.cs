@@ -295,23 +295,37 @@ public sealed unsafe class CudaOps : IOps, IDisposable
 
     public Tensor Upload(WeightTensor weight)
     {
-        var shape = weight.ShapeInt32;
-        bool same = (weight.DType, Storage) switch
+        var bytes = StorageBytes(weight, Storage);
+        bool wasInStep = _inStep;
+        _inStep = false;  // weights outlive steps
+        try { return FromBytes(bytes, weight.ShapeInt32); }
+        finally { _inStep = wasInStep; }
+    }
+
+    /// <summary>
+    /// A checkpoint tensor's bytes in <paramref name="storage"/>: its own bytes when the dtypes agree,
+    /// else its values (F16, BF16, F32, F64) converted. A tensor whose byte count disagrees with its
+    /// shape, or with a finite value beyond fp16's range headed for fp16 storage (it would silently
+    /// become infinity), is refused with its name.
+    /// </summary>
+    public static ReadOnlySpan<byte> StorageBytes(WeightTensor weight, StorageType storage)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        if (weight.Bytes.Length != weight.ByteLength)
+            throw new UserInputException($"tensor '{weight.Name}': {weight.Bytes.Length} bytes, its shape and dtype need {weight.ByteLength}");
+        bool same = (weight.DType, storage) switch
         {
             (DType.F32, StorageType.F32) or (DType.F16, StorageType.F16) or (DType.BF16, StorageType.BF16) => true,
             _ => false,
         };
-        if (same)
-        {
-            bool was = _inStep;
-            _inStep = false;  // weights outlive steps
-            try { return FromBytes(weight.Bytes, shape); }
-            finally { _inStep = was; }
-        }
-        bool wasInStep = _inStep;
-        _inStep = false;
-        try { return FromHost(weight.ToFloat32(), shape); }
-        finally { _inStep = wasInStep; }
+        if (same) return weight.Bytes;
+        var values = weight.ToFloat32();
+        if (storage == StorageType.F16)
+            foreach (var v in values)
+                if (float.IsFinite(v) && Half.IsInfinity((Half)v))
+                    throw new UserInputException($"tensor '{weight.Name}' ({weight.DType}) holds {v}, beyond fp16's range: " +
+                        "load this checkpoint on a bf16 or fp32 backend");
+        return HostConvert.Encode(values, storage);
     }
 
     // ---- linear algebra ----------------------------------------------------------------------

@@ -286,7 +286,8 @@ public sealed class LayerFusionPipeline : IDisposable
     (Image8 Fg, Image8 Bg, Image8 Blend, Image8 Composite) Decode(float[][] latents, int lh, int lw, bool augment,
         IProgress<LayerFusionProgress>? progress, CancellationToken ct)
     {
-        var ops = Ops;
+        // the VAE and the transparent decoder live on the VAE backend (fp32 on a GPU), not on Ops
+        var ops = Vae.Ops;
         int lc = Unet.Config.InChannels;
         int f = VaeScaleFactor, h = lh * f, w = lw * f;
         float[] VaeDecode(float[] latent)
