@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: the whole CUDA parity suite and the kernel benchmarks, from the
 # self-contained build made by scripts/publish-for-device.sh (no .NET needed there), plus the PyTorch
-# attention side by side, with a report under $OUT: report.md, parity.tsv, bench.json, results.json
-# (attention: plain vs priors vs materialized), torch_attention.json, and logs.tar.gz (tests.log,
+# attention side by side, with a report under $OUT: report.md, parity.tsv (per op), models.tsv (per
+# model component on the tiny checkpoint, CUDA vs CPU: LayerFusion.Tests.CudaModels), bench.json,
+# results.json (attention: plain vs priors vs materialized), torch_attention.json, and logs.tar.gz (tests.log,
 # results.xml, bench.md, prior_bench.md, nvidia-smi.txt, torch_attention.log).
 #   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
 #   LF_TEST_NAMESPACE=LayerFusion.Tests.CudaPriors* bash perf/device-check.sh: only the prior attention
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out/device-check}
 mkdir -p "$OUT"
 : >"$OUT/parity.tsv"
+: >"$OUT/models.tsv"
 
 pub=publish/device
 if [ -f publish/device.tar.xz ]; then
@@ -88,6 +90,18 @@ fi
   echo "| op | storage | max rel. error | bound |"
   echo "| --- | --- | ---: | ---: |"
   sort -t$'\t' -k1,1 -k2,2 -k3,3g "$OUT/parity.tsv" | awk -F'\t' '{k=$1"\t"$2; v[k]=$3; b[k]=$4} END{for (k in v){split(k,p,"\t"); printf "| %s | %s | %s | %s |\n", p[1], p[2], v[k], b[k]}}' | sort
+  echo
+  echo "## Models on the tiny checkpoint: CUDA vs CPU (max |gpu - cpu| / max |cpu|; LayerFusion.Tests.CudaModels)"
+  echo
+  echo "cuda-contract-* rows: the host-side stand-in (CPU compute, fp16 storage rounding only), for scale."
+  echo
+  echo "| component | backend | max rel. error | bound | detail |"
+  echo "| --- | --- | ---: | ---: | --- |"
+  if [ -s "$OUT/models.tsv" ]; then
+    sort -t$'\t' -k2,2 -k1,1 "$OUT/models.tsv" | awk -F'\t' '{printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5}'
+  else
+    echo "| (none recorded: see tests.log) | | | | |"
+  fi
   echo
   echo "## Kernel benchmarks"
   echo
