@@ -190,6 +190,7 @@ public abstract class ModelParityTests<TFixture>(TFixture fx) : IClassFixture<TF
             Width = 72,
             Height = 56,
             Sampler = Samplers.Euler,
+            DumpPriors = true,
             Options = new LayerFusionOptions { TransparentAugment = false },
         };
         var c = fx.CpuPipeline().Generate(request, cancellationToken: TestContext.Current.CancellationToken);
@@ -199,6 +200,12 @@ public abstract class ModelParityTests<TFixture>(TFixture fx) : IClassFixture<TF
         ComparePixels("layerfusion: background", storage, g.Background, c.Background);
         ComparePixels("layerfusion: blend", storage, g.Blend, c.Blend);
         ComparePixels("layerfusion: alpha composite", storage, g.AlphaComposite, c.AlphaComposite);
+        Assert.True(c.Priors is not null && g.Priors is not null, "DumpPriors gave no dump");
+        Assert.Equal(c.Priors.Step, g.Priors.Step);
+        ModelParity.Compare("layerfusion: structure prior s (sparsity)", storage, g.Priors.Structure.Sparsity, c.Priors.Structure.Sparsity, Pipeline,
+            $"step {c.Priors.Step}");
+        ModelParity.Compare("layerfusion: structure prior s' (density)", storage, g.Priors.Structure.Density, c.Priors.Structure.Density, Pipeline,
+            $"step {c.Priors.Step}");
     }
 
     static void ComparePixels(string what, string storage, Image8 gpu, Image8 cpu)
