@@ -21,6 +21,11 @@ carries them); safetensors files are read here directly (no safetensors package 
 import argparse, json, mmap, os, statistics, struct, sys, time
 
 import torch
+import torch.utils._pytree as _pytree
+
+# diffusers v0.25 registers its outputs with torch's private pytree API of 2023; newer torch renamed it
+if not hasattr(_pytree, "_register_pytree_node") and hasattr(_pytree, "register_pytree_node"):
+    _pytree._register_pytree_node = lambda cls, flatten, unflatten: _pytree.register_pytree_node(cls, flatten, unflatten)
 
 _DT = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32}
 
