@@ -31,12 +31,17 @@ public class UNetBenchmarkRun(CudaFixture fx) : IClassFixture<CudaFixture>
             Console.WriteLine(line); // live in tests.log: a timeout still shows how far it got
         }
         var ld = RandomSdxlCheckpoint.Write(weights, RandomSdxlCheckpoint.FullSizeConfigs(), seed: 1, log: Log);
-        var r = UNetBenchmarks.Run(fx.Device, weights, ld,
-            new UNetBenchOptions { TripletSteps = steps, ParityPath = Path.Combine(weights, "parity.safetensors") }, Log);
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "unet_bench.md"), UNetBenchmarks.ToMarkdown(r) + "\n```\n" + string.Join('\n', lines) + "\n```\n");
-        var results = Path.Combine(dir, "results.json");
-        File.WriteAllText(results, UNetBenchmarks.MergeResultsJson(File.Exists(results) ? File.ReadAllText(results) : null, r, DateTime.UtcNow, fx.Device.Arch));
+        void Save(UNetBenchResult r)
+        {
+            File.WriteAllText(Path.Combine(dir, "unet_bench.md"), UNetBenchmarks.ToMarkdown(r) + "\n```\n" + string.Join('\n', lines) + "\n```\n");
+            var results = Path.Combine(dir, "results.json");
+            File.WriteAllText(results, UNetBenchmarks.MergeResultsJson(File.Exists(results) ? File.ReadAllText(results) : null, r, DateTime.UtcNow, fx.Device.Arch));
+        }
+        // saved before the triplet too: a run stopped by device-check's time limit keeps the step timings
+        var r = UNetBenchmarks.Run(fx.Device, weights, ld,
+            new UNetBenchOptions { TripletSteps = steps, ParityPath = Path.Combine(weights, "parity.safetensors") }, Log, Save);
+        Save(r);
         foreach (var (name, v) in new[] { ("unet_eval_ms", r.UnetEvalMs), ("guided_step_ms", r.GuidedStepMs), ("gemm_peak_tflops", r.GemmPeakTflops) })
             Assert.True(double.IsFinite(v) && v > 0, $"{name}: {v}");
         if (r.TripletE2eS is double t) Assert.True(double.IsFinite(t) && t > 0, $"triplet_e2e_s: {t}");
