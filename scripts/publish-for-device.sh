@@ -23,7 +23,7 @@ if [ -d "$PYSHIMS" ]; then
 else
   echo "warning: $PYSHIMS not found: diffusers v0.25 needs a huggingface_hub it can import" >&2
 fi
-find publish/device/pydeps publish/device/pyshims -name __pycache__ -type d -prune -exec rm -rf {} +
+find publish/device/pydeps publish/device/pyshims -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 tar -C publish -cJf publish/device.tar.xz device
 size=$(stat -c %s publish/device.tar.xz)
 ls -l publish/device.tar.xz
