@@ -79,6 +79,31 @@ public class UNetBenchHostTests
 
 
     [Fact]
+    public void Markdown_names_each_measure_and_says_what_was_not_measured()
+    {
+        var md = UNetBenchmarks.ToMarkdown(Sample(triplet: null));
+        foreach (var name in new[] { "unet_eval_ms", "guided_step_ms", "triplet_e2e_s", "peak_memory_gib" }) Assert.Contains(name, md);
+        Assert.Contains("not measured", md);
+        Assert.Contains("40.00 ms", md);
+        Assert.Contains("3.20 s", UNetBenchmarks.ToMarkdown(Sample()));
+    }
+
+    [Fact]
+    public void Parity_inputs_are_seeded_nonzero_and_sized_from_the_config()
+    {
+        var cfg = RandomSdxlCheckpoint.FullSizeConfigs().UnetConfig;
+        var a = UNetBenchmarks.ParityInputs(cfg, 16, 12, seed: 3);
+        var b = UNetBenchmarks.ParityInputs(cfg, 16, 12, seed: 3);
+        Assert.Equal(a.Sample, b.Sample);
+        Assert.Equal(4 * 16 * 12, a.Sample.Length);
+        Assert.Equal(77 * 2048, a.EncoderHiddenStates.Length);
+        Assert.Equal(1280, a.TextEmbeds.Length); // 2816 - 6 * 256
+        Assert.Equal(new float[] { 128, 96, 0, 0, 128, 96 }, a.TimeIds);
+        Assert.DoesNotContain(0f, a.Sample);
+        Assert.NotEqual(a.Sample, UNetBenchmarks.ParityInputs(cfg, 16, 12, seed: 4).Sample);
+    }
+
+    [Fact]
     public void Bench_unet_without_a_device_fails_in_one_line_before_writing_weights()
     {
         using (var device = CudaDevice.TryOpen(out _))
