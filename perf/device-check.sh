@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: the whole CUDA parity suite and the kernel benchmarks, from the
 # self-contained build made by scripts/publish-for-device.sh (no .NET needed there), plus the PyTorch
-# attention side by side, with a report under $OUT: report.md, parity.tsv (per op), models.tsv (per
-# model component on the tiny checkpoint, CUDA vs CPU: LayerFusion.Tests.CudaModels), bench.json,
-# results.json (attention: plain vs priors vs materialized), torch_attention.json, and logs.tar.gz (tests.log,
-# results.xml, bench.md, prior_bench.md, nvidia-smi.txt, torch_attention.log).
+# attention side by side, then the SDXL UNet at 1024x1024 on random full-size fp16 weights (ours:
+# one evaluation, a guided step, the LayerFusion triplet end to end; then diffusers' UNet on the same
+# weights: parity, guided step, the triplet as three separate UNets), with a report under $OUT:
+# report.md, parity.tsv (per op), models.tsv (per model component on the tiny checkpoint, CUDA vs
+# CPU: LayerFusion.Tests.CudaModels), bench.json, results.json (attention measures + the UNet
+# measures + the torch UNet measures), torch_attention.json, torch_unet.json, and logs.tar.gz
+# (tests.log, results.xml, bench.md, prior_bench.md, unet_bench.md, unet_bench.log, torch_unet.log,
+# nvidia-smi.txt, torch_attention.log).
 #   device tool: run(command="bash perf/device-check.sh", carry=["publish/device.tar.xz"])
 #   LF_TEST_NAMESPACE=LayerFusion.Tests.CudaPriors* bash perf/device-check.sh: only the prior attention
 #   parity tests and its benchmark (a quicker call while iterating on that kernel); LF_SANITIZE=1 adds
 #   compute-sanitizer racecheck + memcheck over the prior attention parity tests.
-# Exit status: the test run's (0 only if no test failed).
+#   LF_UNET=0 skips the SDXL UNet part; LF_UNET_ONLY=1 runs only it (no parity suite, no attention
+#   benchmarks); LAYERFUSION_UNET_STEPS (default 30) sets the triplet's steps; LF_BUDGET_S (default
+#   570) is the wall-clock budget the later parts are fitted into (the device tool stops a call at 600 s).
+# Exit status: the test run's (0 only if no test failed), else the UNet benchmark's (3: no time left
+# for it, 4: stopped at its time limit; step timings saved before the triplet still count).
 set -uo pipefail
+t0=$(date +%s)
+budget=${LF_BUDGET_S:-570}
+left() { echo $(( budget - ($(date +%s) - t0) )); }
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out/device-check}
 mkdir -p "$OUT"
@@ -45,8 +56,13 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
 (nvidia-smi || echo "nvidia-smi not available") >"$OUT/nvidia-smi.txt" 2>&1
 
 start=$(date -u +%FT%TZ)
-"$exe" -namespace "${LF_TEST_NAMESPACE:-LayerFusion.Tests.Cuda*}" -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
-rc=$?
+rc=0
+if [ "${LF_UNET_ONLY:-0}" = 1 ]; then
+  echo "LF_UNET_ONLY=1: parity suite and attention benchmarks not run" >"$OUT/tests.log"
+else
+  "$exe" -namespace "${LF_TEST_NAMESPACE:-LayerFusion.Tests.Cuda*}" -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
+  rc=$?
+fi
 
 # Optional (LF_SANITIZE=1): the prior attention parity tests under compute-sanitizer racecheck and
 # memcheck (shared-memory races, out-of-bounds cp.async / ldmatrix); slow, so not by default.
@@ -64,12 +80,52 @@ fi
 
 # PyTorch side by side on the same device (SDPA, explicit attention with materialized probabilities,
 # and the same plus the priors); runs even when a test failed.
-if command -v python3 >/dev/null; then
-  PYTHONUNBUFFERED=1 timeout 300 python3 perf/torch_attention_bench.py "$OUT/torch_attention.json" >"$OUT/torch_attention.log" 2>&1 \
+if [ "${LF_UNET_ONLY:-0}" = 1 ]; then
+  echo "LF_UNET_ONLY=1: not run" >"$OUT/torch_attention.log"
+elif command -v python3 >/dev/null; then
+  PYTHONUNBUFFERED=1 timeout 120 python3 perf/torch_attention_bench.py "$OUT/torch_attention.json" >"$OUT/torch_attention.log" 2>&1 \
     || echo "torch_attention_bench.py failed (exit $?)" >>"$OUT/torch_attention.log"
 else
   echo "python3 not found: no PyTorch side-by-side" >"$OUT/torch_attention.log"
 fi
+
+# The SDXL UNet at 1024x1024 on random full-size weights: ours (UNetBenchmarkRun writes the
+# checkpoint, about 8 GB, to $LAYERFUSION_UNET_WEIGHTS, times it, saves the parity case and merges
+# into results.json), then diffusers on the same files. Each part gets what is left of the budget.
+unet_rc=0
+export LAYERFUSION_UNET_WEIGHTS=${LAYERFUSION_UNET_WEIGHTS:-/tmp/layerfusion-random-sdxl}
+if [ "${LF_UNET:-1}" = 0 ]; then
+  echo "LF_UNET=0: not run" | tee "$OUT/unet_bench.log" >"$OUT/torch_unet.log"
+else
+  t_ours=$(( $(left) - 150 ))
+  if [ "$t_ours" -lt 90 ]; then
+    echo "not run: only $(left) s of the ${budget} s budget left (run again with LF_UNET_ONLY=1)" | tee "$OUT/unet_bench.log" >"$OUT/torch_unet.log"
+    unet_rc=3
+  else
+    echo "UNetBenchmarkRun with a ${t_ours} s limit" >"$OUT/unet_bench.log"
+    timeout "$t_ours" "$exe" -class LayerFusion.Tests.UNetBench.UNetBenchmarkRun -noColor -showLiveOutput >>"$OUT/unet_bench.log" 2>&1
+    unet_rc=$?
+    # 124 would read as the device tool's own time-out: report it as 4
+    if [ "$unet_rc" = 124 ]; then echo "UNetBenchmarkRun stopped at its ${t_ours} s limit" >>"$OUT/unet_bench.log"; unet_rc=4; fi
+    t_torch=$(( $(left) - 10 ))
+    if ! command -v python3 >/dev/null; then
+      echo "python3 not found: no diffusers side by side" >"$OUT/torch_unet.log"
+    elif [ ! -f "$LAYERFUSION_UNET_WEIGHTS/.random-checkpoint" ]; then
+      echo "no random checkpoint at $LAYERFUSION_UNET_WEIGHTS (UNetBenchmarkRun did not finish writing it)" >"$OUT/torch_unet.log"
+    elif [ "$t_torch" -lt 60 ]; then
+      echo "not run: only $(left) s of the budget left" >"$OUT/torch_unet.log"
+    else
+      parity_arg=()
+      [ -f "$LAYERFUSION_UNET_WEIGHTS/parity.safetensors" ] && parity_arg=(--parity "$LAYERFUSION_UNET_WEIGHTS/parity.safetensors")
+      echo "torch_unet_bench.py with a ${t_torch} s limit" >"$OUT/torch_unet.log"
+      PYTHONUNBUFFERED=1 PYTHONPATH="$pub/pydeps:$pub/pyshims${PYTHONPATH:+:$PYTHONPATH}" timeout "$t_torch" \
+        python3 perf/torch_unet_bench.py --weights "$LAYERFUSION_UNET_WEIGHTS" "${parity_arg[@]}" --steps "${LAYERFUSION_UNET_STEPS:-30}" \
+        --out "$OUT/torch_unet.json" --merge "$OUT/results.json" >>"$OUT/torch_unet.log" 2>&1 \
+        || echo "torch_unet_bench.py failed (exit $?)" >>"$OUT/torch_unet.log"
+    fi
+  fi
+fi
+[ "$rc" = 0 ] && rc=$unet_rc
 
 {
   echo "# LayerFusion CUDA device check"
@@ -139,13 +195,23 @@ fi
   echo '```'
   tail -15 "$OUT/torch_attention.log" 2>/dev/null
   echo '```'
+  echo
+  echo "## SDXL UNet 1024x1024, random full-size fp16 weights (ours; results.json)"
+  echo
+  if [ -f "$OUT/unet_bench.md" ]; then cat "$OUT/unet_bench.md"; else echo '```'; tail -25 "$OUT/unet_bench.log"; echo '```'; fi
+  echo
+  echo "## diffusers UNet2DConditionModel on the same weights (torch_unet.json: parity, guided step, three-UNet triplet)"
+  echo
+  echo '```'
+  tail -15 "$OUT/torch_unet.log" 2>/dev/null
+  echo '```'
 } >"$OUT/report.md"
 
 # At most 8 files come back from the device: keep the machine-readable results and the report at
 # the top, and pack the logs.
 ( cd "$OUT" || exit
-  logs=(); for f in tests.log results.xml bench.md prior_bench.md nvidia-smi.txt torch_attention.log sanitizer.log; do [ -f "$f" ] && logs+=("$f"); done
+  logs=(); for f in tests.log results.xml bench.md prior_bench.md unet_bench.md unet_bench.log torch_unet.log nvidia-smi.txt torch_attention.log sanitizer.log; do [ -f "$f" ] && logs+=("$f"); done
   [ ${#logs[@]} -gt 0 ] && tar -czf logs.tar.gz "${logs[@]}" && rm -f "${logs[@]}" )
 
-tail -40 "$OUT/report.md"
+tail -60 "$OUT/report.md"
 exit $rc

@@ -4,6 +4,7 @@ using LayerFusion.Core.Models;
 using LayerFusion.Core.Models.Transparent;
 using LayerFusion.Core.Models.Unet;
 using LayerFusion.Core.Models.Vae;
+using LayerFusion.Cuda.Bench;
 using LayerFusion.Cuda.Runtime;
 using LayerFusion.Tests.Models;
 using LayerFusion.WeightsLoader;

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text.Json.Nodes;
 using LayerFusion.Core.Models;
+using LayerFusion.Cuda.Bench;
 using LayerFusion.Core.Models.Transparent;
 using LayerFusion.Core.Models.Unet;
 using LayerFusion.Core.Models.Vae;

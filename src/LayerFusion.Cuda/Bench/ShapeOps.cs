@@ -1,14 +1,14 @@
 using LayerFusion.Core.Tensors;
 using LayerFusion.WeightsLoader;
 
-namespace LayerFusion.Tests.Models;
+namespace LayerFusion.Cuda.Bench;
 
 /// <summary>
 /// A backend that computes only shapes, checking each op's shape contract as a real backend would:
 /// the real-size models (2.6 B parameters) run through it in milliseconds, so their layouts can be
 /// compared with diffusers' without weights. Uploads are recorded by name.
 /// </summary>
-internal sealed class ShapeOps : IOps
+public sealed class ShapeOps : IOps
 {
     sealed class ShapeTensor(ShapeOps ops, int[] shape) : Tensor(shape)
     {
