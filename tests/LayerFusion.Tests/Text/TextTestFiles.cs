@@ -30,19 +30,8 @@ static class TextTestFiles
         return null;
     }
 
-    /// <summary>GPT-2/CLIP bytes_to_unicode, in its dictionary order.</summary>
-    public static List<(byte Byte, char Char)> BytesToUnicode()
-    {
-        var bs = new List<int>();
-        for (int b = '!'; b <= '~'; b++) bs.Add(b);
-        for (int b = 0xA1; b <= 0xAC; b++) bs.Add(b);
-        for (int b = 0xAE; b <= 0xFF; b++) bs.Add(b);
-        var cs = new List<int>(bs);
-        int n = 0;
-        for (int b = 0; b < 256; b++)
-            if (!bs.Contains(b)) { bs.Add(b); cs.Add(256 + n); n++; }
-        return bs.Select((b, i) => ((byte)b, (char)cs[i])).ToList();
-    }
+    /// <summary>GPT-2/CLIP bytes_to_unicode, in its dictionary order (the table the tiny tokenizer writer uses).</summary>
+    public static IReadOnlyList<(byte Byte, char Char)> BytesToUnicode() => LayerFusion.WeightsLoader.Tiny.TinyTokenizer.BytesToUnicode();
 
     /// <summary>
     /// Writes a transformers CLIPTokenizer folder (vocab.json, merges.txt, special_tokens_map.json,
