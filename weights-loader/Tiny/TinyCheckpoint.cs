@@ -152,7 +152,8 @@ public static class TinyCheckpoint
         }
     }
 
-    static JsonObject ModelIndex() => new()
+    /// <summary>model_index.json of an SDXL diffusers folder (the pipeline's component classes).</summary>
+    public static JsonObject ModelIndex() => new()
     {
         ["_class_name"] = "StableDiffusionXLPipeline",
         ["_diffusers_version"] = "0.25.0",

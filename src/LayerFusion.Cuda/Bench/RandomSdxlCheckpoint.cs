@@ -65,7 +65,7 @@ public static class RandomSdxlCheckpoint
         TinyTokenizer.Write(Path.Combine(dir, "tokenizer_2"), "!", maxLength: maxLen);
         Directory.CreateDirectory(Path.Combine(dir, "scheduler"));
         WriteText(Path.Combine(dir, "scheduler", "scheduler_config.json"), configs.Scheduler.ToJsonString(Indented));
-        WriteText(Path.Combine(dir, "model_index.json"), ModelIndex().ToJsonString(Indented));
+        WriteText(Path.Combine(dir, "model_index.json"), TinyCheckpoint.ModelIndex().ToJsonString(Indented));
 
         Directory.CreateDirectory(ld);
         log?.Invoke("random weights: LayerDiffuse attention offsets and transparent decoder");
@@ -113,20 +113,6 @@ public static class RandomSdxlCheckpoint
         $"{c.Scheduler.ToJsonString()}\n{LayerDiffuseTiny.ConfigJson(decoder)}\n";
 
     static void WriteText(string path, string text) => File.WriteAllText(path, text + "\n", new UTF8Encoding(false));
-
-    static JsonObject ModelIndex() => new()
-    {
-        ["_class_name"] = "StableDiffusionXLPipeline",
-        ["_diffusers_version"] = "0.25.0",
-        ["force_zeros_for_empty_prompt"] = true,
-        ["scheduler"] = new JsonArray("diffusers", "EulerDiscreteScheduler"),
-        ["text_encoder"] = new JsonArray("transformers", "CLIPTextModel"),
-        ["text_encoder_2"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
-        ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
-        ["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer"),
-        ["unet"] = new JsonArray("diffusers", "UNet2DConditionModel"),
-        ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
-    };
 }
 
 /// <summary>Where <see cref="RandomSdxlCheckpoint.Write"/> put the LayerDiffuse files.</summary>

@@ -21,23 +21,7 @@ namespace LayerFusion.Tests.CudaModels;
 /// </summary>
 public class RealSizeContractTests
 {
-    sealed class ShapeOnlyWeight(string name, long[] shape) : WeightTensor(name, DType.F32, shape)
-    {
-        public override ReadOnlySpan<byte> Bytes => throw new InvalidOperationException("shape-only weight");
-    }
-
-    static (ConfigReader Config, Dictionary<string, WeightTensor> Weights) Layout(string name)
-    {
-        using var fx = new ModelFixture("unet_a"); // for the fixture root
-        var path = Path.Combine(Path.GetDirectoryName(fx.Dir)!, "layouts", name + ".json.gz");
-        using var gz = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
-        using var reader = new StreamReader(gz);
-        var doc = JsonNode.Parse(reader.ReadToEnd())!.AsObject();
-        var weights = doc["tensors"]!.AsObject().ToDictionary(
-            kv => kv.Key,
-            kv => (WeightTensor)new ShapeOnlyWeight(kv.Key, kv.Value!.AsArray().Select(d => (long)d!).ToArray()));
-        return (new ConfigReader(doc["config"]!.AsObject(), name), weights);
-    }
+    static (ConfigReader Config, Dictionary<string, WeightTensor> Weights) Layout(string name) => RealLayoutTests.Layout(name);
 
     static CudaContractOps Ops(StorageType t) => new(new ShapeOps(), t, roundStorage: false);
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using LayerFusion.Tests.Cuda;
 
 namespace LayerFusion.Tests.FusedAttention;
@@ -18,32 +17,11 @@ public class PriorKernelEmulationTests
     [Fact]
     public async Task Prior_attention_matches_float64_on_the_cpu_emulator()
     {
-        var gpp = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
-            .Select(d => Path.Combine(d, "g++")).FirstOrDefault(File.Exists);
-        if (gpp is null) Assert.Skip("g++ is not installed: the CPU emulation of the kernels cannot be built here");
-        var root = NvrtcCompileTests.RepoRoot();
-        var outDir = Directory.CreateTempSubdirectory("lf-emu-priors-").FullName;
-        try
-        {
-            var psi = new ProcessStartInfo("bash", [Path.Combine(root, "tests", "kernel-emulation", "run_priors.sh"), "--quick", outDir])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            using var p = Process.Start(psi)!;
-            var ct = TestContext.Current.CancellationToken;
-            var stderr = p.StandardError.ReadToEndAsync(ct);
-            var stdout = await p.StandardOutput.ReadToEndAsync(ct);
-            await p.WaitForExitAsync(ct);
-            var log = stdout + await stderr;
-            Assert.True(p.ExitCode == 0, log);
-            Assert.DoesNotContain("FAIL", log);
-            // five specializations: plain; s + c; narrow blocks; blend + key bias; bf16 with everything
-            Assert.Equal(5, log.Split('\n').Count(l => l.StartsWith("OK: 0 failure", StringComparison.Ordinal)));
-            Assert.Contains("PASS dtype1 s b2 m40 n77 h3 d64 w4 p1 s1 e1", log);
-            Assert.Contains("PASS dtype1 fg' b2 m40 n77 h2 d32 w2 p1 s0 e1 bl1 kb1", log);
-            Assert.True(log.Split('\n').Count(l => l.StartsWith("PASS", StringComparison.Ordinal)) >= 49, log);
-        }
-        finally { Directory.Delete(outDir, true); }
+        var log = await KernelEmulation.RunAsync("run_priors.sh", "lf-emu-priors-");
+        // five specializations: plain; s + c; narrow blocks; blend + key bias; bf16 with everything
+        Assert.Equal(5, KernelEmulation.LinesStartingWith(log, "OK: 0 failure"));
+        Assert.Contains("PASS dtype1 s b2 m40 n77 h3 d64 w4 p1 s1 e1", log);
+        Assert.Contains("PASS dtype1 fg' b2 m40 n77 h2 d32 w2 p1 s0 e1 bl1 kb1", log);
+        Assert.True(KernelEmulation.LinesStartingWith(log, "PASS") >= 49, log);
     }
 }

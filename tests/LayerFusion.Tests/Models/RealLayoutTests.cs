@@ -23,7 +23,8 @@ public class RealLayoutTests
         public override ReadOnlySpan<byte> Bytes => throw new InvalidOperationException("shape-only weight");
     }
 
-    static (ConfigReader Config, Dictionary<string, WeightTensor> Weights) Layout(string name)
+    /// <summary>A released model's config and a shape-only weight per tensor of diffusers' listing.</summary>
+    internal static (ConfigReader Config, Dictionary<string, WeightTensor> Weights) Layout(string name)
     {
         using var fx = new ModelFixture("unet_a"); // for the fixture root
         var path = Path.Combine(Path.GetDirectoryName(fx.Dir)!, "layouts", name + ".json.gz");
