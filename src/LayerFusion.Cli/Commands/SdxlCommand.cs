@@ -137,9 +137,7 @@ internal static class SdxlCommand
     internal static string? CheckSampler(string? name)
     {
         if (name is null) return null;
-        var s = name.Trim().ToLowerInvariant();
-        if (!Samplers.Names.Contains(s)) throw new UserInputException($"unknown sampler '{name}' (one of: {string.Join(", ", Samplers.Names)})");
-        return s;
+        return Samplers.Resolve(name); // canonical name; aliases and A1111 labels accepted
     }
 
     /// <summary>Fails before any work when the output cannot be written where asked.</summary>

@@ -193,9 +193,15 @@ public sealed class LayerFusionPipeline : IDisposable
             schedulers[s].SetTimesteps(req.Steps);
         }
         int steps = schedulers[0].StepCount;
-        // every stream starts from the noise a plain SDXL run of this seed draws
+        // every stream starts from the noise a plain SDXL run of this seed draws and, with a stochastic
+        // sampler, takes the same per-step noise as that run (docs/decisions.md, Schedulers)
         var latents = new float[TripletLayout.Streams][];
-        for (int s = 0; s < latents.Length; s++) latents[s] = Sdxl.InitialLatents(req.Seed, 1, lh, lw, schedulers[s].InitNoiseSigma);
+        var noiseSources = new GaussianNoise[TripletLayout.Streams];
+        for (int s = 0; s < latents.Length; s++)
+        {
+            noiseSources[s] = new GaussianNoise(req.Seed);
+            latents[s] = Sdxl.InitialLatents(noiseSources[s], 1, lh, lw, schedulers[s].InitNoiseSigma);
+        }
         bool guided = SdxlPipeline.UsesGuidance(req.GuidanceScale);
 
         int dumpStep = -1;
@@ -245,7 +251,7 @@ public sealed class LayerFusionPipeline : IDisposable
                 // never influence other rows: sharing and blending stay within a branch)
                 var rows = eps.AsSpan(s * 2 * latentSize, 2 * latentSize);
                 var noisePred = guided ? Guidance.Combine(rows, req.GuidanceScale) : rows[latentSize..].ToArray();
-                schedulers[s].Step(noisePred, step, latents[s], latents[s]);
+                schedulers[s].Step(noisePred, step, latents[s], latents[s], noiseSources[s]);
             }
             if (recorded != null)
             {

@@ -181,11 +181,19 @@ public sealed class SdxlPipeline : IDisposable
     /// <see cref="GaussianNoise"/>(seed, stream) filled in row-major order, so image k of a batch is
     /// the same as drawing elements k*C*h*w... of that stream.
     /// </summary>
-    public float[] InitialLatents(ulong seed, int images, int latentHeight, int latentWidth, float initNoiseSigma, ulong stream = 0)
+    public float[] InitialLatents(ulong seed, int images, int latentHeight, int latentWidth, float initNoiseSigma, ulong stream = 0) =>
+        InitialLatents(new GaussianNoise(seed, stream), images, latentHeight, latentWidth, initNoiseSigma);
+
+    /// <summary>
+    /// prepare_latents drawing from <paramref name="noise"/>, which then continues to feed a stochastic
+    /// sampler's steps (diffusers passes the same generator to prepare_latents and scheduler.step).
+    /// </summary>
+    public float[] InitialLatents(GaussianNoise noise, int images, int latentHeight, int latentWidth, float initNoiseSigma)
     {
+        ArgumentNullException.ThrowIfNull(noise);
         long count = (long)images * LatentChannels * latentHeight * latentWidth;
         if (count > Array.MaxLength) throw new UserInputException($"latent of {count} values is too large");
-        var latents = new GaussianNoise(seed, stream).Next((int)count);
+        var latents = noise.Next((int)count);
         for (int i = 0; i < latents.Length; i++) latents[i] *= initNoiseSigma;
         return latents;
     }
@@ -318,19 +326,21 @@ public sealed class SdxlPipeline : IDisposable
             bool guided = UsesGuidance(request.GuidanceScale);
             using var conditioning = CreateConditioning(encoding, n, height, width, guided);
             float[] latents;
+            // one seeded stream: the initial latents, then (stochastic samplers) every step's noise
+            var noiseSource = new GaussianNoise(request.Seed);
             if (request.InitialNoise is { } noise0)
             {
                 latents = new float[noise0.Length];
                 for (int i = 0; i < latents.Length; i++) latents[i] = noise0[i] * scheduler.InitNoiseSigma;
             }
-            else latents = InitialLatents(request.Seed, n, lh, lw, scheduler.InitNoiseSigma);
+            else latents = InitialLatents(noiseSource, n, lh, lw, scheduler.InitNoiseSigma);
 
             var clock = Stopwatch.StartNew();
             for (int i = 0; i < scheduler.StepCount; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var noise = PredictNoise(scheduler, i, latents, lh, lw, conditioning, request.GuidanceScale);
-                scheduler.Step(noise, i, latents, latents);
+                scheduler.Step(noise, i, latents, latents, noiseSource);
                 progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
             }
             cancellationToken.ThrowIfCancellationRequested();

@@ -22,14 +22,17 @@ public sealed record SdxlRequest
     /// <summary>Classifier-free guidance scale; at or below 1 no unconditional pass is made (as diffusers).</summary>
     public float GuidanceScale { get; init; } = 5f;
     public ulong Seed { get; init; }
-    /// <summary>A <see cref="Schedulers.Samplers"/> name (euler, dpmpp-2m-karras, dpmpp-2m, ddim); null = the checkpoint's scheduler.</summary>
+    /// <summary>A <see cref="Schedulers.Samplers"/> name or alias (euler, euler-a, dpmpp-2m-karras, dpmpp-2m-sde-karras, ...;
+    /// <see cref="Schedulers.Samplers.Names"/>); null = the checkpoint's scheduler. Stochastic samplers draw each step's
+    /// noise from <see cref="Seed"/>'s stream after the initial latents, so a seed still fixes the image.</summary>
     public string? Sampler { get; init; }
     /// <summary>diffusers' num_images_per_prompt: images share one UNet batch and one noise draw.</summary>
     public int NumImages { get; init; } = 1;
     /// <summary>diffusers' clip_skip (0 = hidden_states[-2], SDXL's default).</summary>
     public int ClipSkip { get; init; }
     /// <summary>diffusers' <c>latents</c> argument: unit Gaussian noise [NumImages, C, h, w] used instead of
-    /// the seeded draw (still multiplied by init_noise_sigma). Null: <see cref="Seed"/>'s noise.</summary>
+    /// the seeded draw (still multiplied by init_noise_sigma). Null: <see cref="Seed"/>'s noise. A stochastic
+    /// sampler then takes its step noise from <see cref="Seed"/>'s stream from the start, as diffusers' generator.</summary>
     public float[]? InitialNoise { get; init; }
 }
 

@@ -29,6 +29,7 @@ public sealed class DdimScheduler : IScheduler
 
     public string Name => "ddim";
     public NoiseSchedule Schedule => _schedule;
+    public bool IsStochastic => false;
     public int StepCount => _timesteps.Length;
     public IReadOnlyList<float> Timesteps => _timesteps;
     public IReadOnlyList<float> Sigmas => [];
@@ -53,7 +54,7 @@ public sealed class DdimScheduler : IScheduler
         sample.CopyTo(destination);
     }
 
-    public void Step(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    public void Step(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, Span<float> destination, INoiseSource? noise = null)
     {
         SchedulerExtensions.CheckStep(this, stepIndex, modelOutput.Length, sample.Length, destination.Length);
         int t = (int)_timesteps[stepIndex];

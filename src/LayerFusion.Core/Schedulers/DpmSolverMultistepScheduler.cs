@@ -4,10 +4,12 @@ using LayerFusion.WeightsLoader.Configs;
 namespace LayerFusion.Core.Schedulers;
 
 /// <summary>
-/// diffusers v0.25 DPMSolverMultistepScheduler with algorithm_type "dpmsolver++", solver_type
-/// "midpoint", lower_order_final, no thresholding: DPM++ 1S/2M. With use_karras_sigmas it is
-/// "DPM++ 2M Karras" (LayerDiffuse's reference sampler). As in v0.25 the Karras schedule ends at
-/// sigma_min repeated (not 0), so the last step returns its input unchanged.
+/// diffusers v0.25 DPMSolverMultistepScheduler with algorithm_type "dpmsolver++" or
+/// "sde-dpmsolver++", solver_type "midpoint", lower_order_final, no thresholding: DPM++ 1S/2M and
+/// their SDE variants. With use_karras_sigmas it is "DPM++ 2M Karras" / "DPM++ 2M SDE Karras"
+/// (LayerDiffuse's reference samplers). As in v0.25 the Karras schedule ends at sigma_min repeated
+/// (not 0), so the last step returns its input unchanged (h = 0: the SDE adds no noise there either).
+/// The SDE variant draws sample.Length noise values on every step, the last one included.
 /// </summary>
 public sealed class DpmSolverMultistepScheduler : IScheduler
 {
@@ -15,6 +17,7 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
     private readonly NoiseSchedule _schedule;
     private readonly int _solverOrder;
     private readonly bool _lowerOrderFinal;
+    private readonly bool _sde;
     private float[] _timesteps = [];
     private float[] _sigmas = [];
     // x0 predictions of the previous step(s), the multistep history
@@ -22,7 +25,8 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
     private int _lowerOrderNums;
     private int _nextStep;
 
-    public DpmSolverMultistepScheduler(SchedulerConfig config, int solverOrder = 2, bool lowerOrderFinal = true)
+    /// <param name="sde">algorithm_type "sde-dpmsolver++" (true) or "dpmsolver++" (false).</param>
+    public DpmSolverMultistepScheduler(SchedulerConfig config, int solverOrder = 2, bool lowerOrderFinal = true, bool sde = false)
     {
         _config = config ?? throw new ArgumentNullException(nameof(config));
         if (solverOrder is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(solverOrder), "solver order 1 or 2");
@@ -30,9 +34,11 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         PredictionTypes.Validate(config.PredictionType, "DPMSolverMultistepScheduler", allowSample: false);
         _solverOrder = solverOrder;
         _lowerOrderFinal = lowerOrderFinal;
+        _sde = sde;
     }
 
-    public string Name => (_solverOrder == 2 ? "dpmpp-2m" : "dpmpp-1s") + (_config.UseKarrasSigmas ? "-karras" : "");
+    public string Name => (_solverOrder == 2 ? "dpmpp-2m" : "dpmpp-1s") + (_sde ? "-sde" : "") + (_config.UseKarrasSigmas ? "-karras" : "");
+    public bool IsStochastic => _sde;
     public NoiseSchedule Schedule => _schedule;
     public int StepCount => _timesteps.Length;
     public IReadOnlyList<float> Timesteps => _timesteps;
@@ -116,13 +122,15 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
 
     private static float Lambda(float alpha, float sigma) => MathF.Log(alpha) - MathF.Log(sigma);
 
-    public void Step(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    public void Step(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, Span<float> destination, INoiseSource? noise = null)
     {
         SchedulerExtensions.CheckStep(this, stepIndex, modelOutput.Length, sample.Length, destination.Length);
         if (stepIndex != _nextStep)
             throw new InvalidOperationException($"{Name} is a multistep sampler: expected step {_nextStep}, got {stepIndex} (call SetTimesteps to restart)");
         if (_previousX0 is not null && _previousX0.Length != sample.Length)
             throw new ArgumentException($"{Name}: sample length changed from {_previousX0.Length} to {sample.Length} between steps");
+        // drawn before any state changes: a missing source leaves the history untouched
+        var z = _sde ? SchedulerExtensions.DrawStepNoise(this, noise, sample.Length) : null;
         int count = _timesteps.Length;
         bool lowerOrderFinal = stepIndex == count - 1 && _lowerOrderFinal && count < 15;
 
@@ -141,8 +149,11 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         float h = lambdaT - lambdaS0;
         float ratio = sigmaT / sigmaS0;
         float c0 = alphaT * (MathF.Exp(-h) - 1f);
+        bool firstOrder = _solverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal;
 
-        if (_solverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal)
+        if (z is not null)
+            SdeUpdate(sample, x0, z, firstOrder ? null : _previousX0!, stepIndex, sigmaT, sigmaS0, alphaT, lambdaS0, h, destination);
+        else if (firstOrder)
         {
             for (int i = 0; i < x0.Length; i++) destination[i] = ratio * sample[i] - c0 * x0[i];
         }
@@ -164,5 +175,33 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         _previousX0 = x0;
         if (_lowerOrderNums < _solverOrder) _lowerOrderNums++;
         _nextStep++;
+    }
+
+    /// <summary>
+    /// sde-dpmsolver++ (midpoint), float32 0-d coefficients in diffusers' order:
+    /// x_t = (sigma_t / sigma_s0 * e^-h) x + alpha_t (1 - e^-2h) D0 [+ 0.5 alpha_t (1 - e^-2h) D1]
+    ///       + sigma_t sqrt(1 - e^-2h) z, with D1 = (1 / r0)(m0 - m1) for the second-order step.
+    /// </summary>
+    private void SdeUpdate(ReadOnlySpan<float> sample, float[] x0, float[] z, float[]? m1, int stepIndex,
+        float sigmaT, float sigmaS0, float alphaT, float lambdaS0, float h, Span<float> destination)
+    {
+        float a = sigmaT / sigmaS0 * MathF.Exp(-h);
+        float oneMinusE2h = 1f - MathF.Exp(-2f * h);
+        float b = alphaT * oneMinusE2h;
+        float c = sigmaT * MathF.Sqrt(oneMinusE2h);
+        if (m1 is null)
+        {
+            for (int i = 0; i < x0.Length; i++) destination[i] = a * sample[i] + b * x0[i] + c * z[i];
+            return;
+        }
+        var (alphaS1, sigmaS1) = AlphaSigma(_sigmas[stepIndex - 1]);
+        float h0 = lambdaS0 - Lambda(alphaS1, sigmaS1);
+        float invR0 = 1f / (h0 / h);
+        float c1 = 0.5f * b;
+        for (int i = 0; i < x0.Length; i++)
+        {
+            float d1 = invR0 * (x0[i] - m1[i]);
+            destination[i] = a * sample[i] + b * x0[i] + c1 * d1 + c * z[i];
+        }
     }
 }

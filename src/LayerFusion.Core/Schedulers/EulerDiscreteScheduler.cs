@@ -26,6 +26,7 @@ public sealed class EulerDiscreteScheduler : IScheduler
 
     public string Name => _config.UseKarrasSigmas ? "euler-karras" : "euler";
     public NoiseSchedule Schedule => _schedule;
+    public bool IsStochastic => false;
     public int StepCount => _timesteps.Length;
     public IReadOnlyList<float> Timesteps => _timesteps;
     public IReadOnlyList<float> Sigmas => _sigmas;
@@ -80,7 +81,7 @@ public sealed class EulerDiscreteScheduler : IScheduler
         for (int i = 0; i < sample.Length; i++) destination[i] = sample[i] / denom;
     }
 
-    public void Step(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    public void Step(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, Span<float> destination, INoiseSource? noise = null)
     {
         SchedulerExtensions.CheckStep(this, stepIndex, modelOutput.Length, sample.Length, destination.Length);
         float sigma = _sigmas[stepIndex];

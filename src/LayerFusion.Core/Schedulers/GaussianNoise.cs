@@ -1,13 +1,26 @@
 namespace LayerFusion.Core.Schedulers;
 
 /// <summary>
+/// Where a stochastic sampler (Euler ancestral, DPM++ SDE) takes its per-step standard-normal noise:
+/// the role diffusers gives the <c>generator</c> passed to <c>scheduler.step</c>. Each step draws
+/// exactly as many values as the sample holds, in row-major order, as randn_tensor(sample.shape) does.
+/// </summary>
+public interface INoiseSource
+{
+    /// <summary>Fills <paramref name="destination"/> with the next values of the stream.</summary>
+    void Fill(Span<float> destination);
+}
+
+/// <summary>
 /// Seeded standard-normal noise for initial latents. Not torch's generator (its Mersenne Twister +
 /// Box-Muller layout on CPU and Philox on CUDA cannot be reproduced bit for bit here; see
 /// docs/decisions.md): a counter-based SplitMix64 stream, so element k of stream (seed, stream) is a
 /// pure function of (seed, stream, k) and does not depend on how the buffer is filled. Pairs of 53-bit
-/// uniforms go through Box-Muller in float64 and are rounded to float32.
+/// uniforms go through Box-Muller in float64 and are rounded to float32. The pipelines draw the
+/// initial latents first and then, for stochastic samplers, each step's noise from the same stream,
+/// as diffusers passes one generator to prepare_latents and to every scheduler.step.
 /// </summary>
-public sealed class GaussianNoise
+public sealed class GaussianNoise : INoiseSource
 {
     private readonly ulong _key;
     private ulong _position;

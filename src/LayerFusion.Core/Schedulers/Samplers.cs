@@ -3,6 +3,16 @@ using LayerFusion.WeightsLoader.Configs;
 
 namespace LayerFusion.Core.Schedulers;
 
+/// <summary>One registered sampler: the canonical name the CLI and API use, the name A1111/Forge
+/// write in their <c>parameters</c> PNG text (<c>Sampler: ...</c>), and accepted aliases.</summary>
+/// <param name="Name">Canonical name (lower case, dashes), what <see cref="IScheduler.Name"/> reports.</param>
+/// <param name="DisplayName">A1111's sampler label (legacy combined form, e.g. "DPM++ 2M Karras"; A1111 1.9+
+/// splits a trailing " Karras" into its Schedule type when it reads the text back).</param>
+/// <param name="Aliases">Other spellings accepted by <see cref="Samplers.Resolve"/> (ComfyUI's, A1111's k_ names).</param>
+/// <param name="Stochastic">Adds fresh noise every step (needs a noise source; same seed, same image still).</param>
+/// <param name="Diffusers">The diffusers v0.25 scheduler and switches it matches.</param>
+public sealed record SamplerInfo(string Name, string DisplayName, IReadOnlyList<string> Aliases, bool Stochastic, string Diffusers);
+
 /// <summary>
 /// The samplers the CLI offers, built from the checkpoint's scheduler config the way diffusers users
 /// switch samplers: <c>XScheduler.from_config(pipe.scheduler.config, ...)</c>, so spacing, offset
@@ -11,11 +21,69 @@ namespace LayerFusion.Core.Schedulers;
 public static class Samplers
 {
     public const string Euler = "euler";
+    public const string EulerKarras = "euler-karras";
+    public const string EulerAncestral = "euler-a";
     public const string DpmPP2MKarras = "dpmpp-2m-karras";
     public const string DpmPP2M = "dpmpp-2m";
+    public const string DpmPP2MSdeKarras = "dpmpp-2m-sde-karras";
+    public const string DpmPP2MSde = "dpmpp-2m-sde";
     public const string Ddim = "ddim";
 
-    public static IReadOnlyList<string> Names { get; } = [Euler, DpmPP2MKarras, DpmPP2M, Ddim];
+    /// <summary>Every sampler, in the order help texts list them.</summary>
+    public static IReadOnlyList<SamplerInfo> All { get; } =
+    [
+        new(Euler, "Euler", ["k_euler"], false, "EulerDiscreteScheduler (use_karras_sigmas as the checkpoint says)"),
+        new(EulerAncestral, "Euler a", ["euler_a", "euler-ancestral", "euler_ancestral", "k_euler_a", "k_euler_ancestral"], true,
+            "EulerAncestralDiscreteScheduler"),
+        new(DpmPP2MKarras, "DPM++ 2M Karras", ["dpmpp_2m_karras", "k_dpmpp_2m_ka"], false,
+            "DPMSolverMultistepScheduler(algorithm_type=\"dpmsolver++\", use_karras_sigmas=True)"),
+        new(DpmPP2MSdeKarras, "DPM++ 2M SDE Karras", ["dpmpp_2m_sde_karras", "k_dpmpp_2m_sde_ka"], true,
+            "DPMSolverMultistepScheduler(algorithm_type=\"sde-dpmsolver++\", use_karras_sigmas=True)"),
+        new(DpmPP2M, "DPM++ 2M", ["dpmpp_2m", "k_dpmpp_2m"], false,
+            "DPMSolverMultistepScheduler(algorithm_type=\"dpmsolver++\", use_karras_sigmas=False)"),
+        new(DpmPP2MSde, "DPM++ 2M SDE", ["dpmpp_2m_sde", "k_dpmpp_2m_sde"], true,
+            "DPMSolverMultistepScheduler(algorithm_type=\"sde-dpmsolver++\", use_karras_sigmas=False)"),
+        new(EulerKarras, "Euler Karras", ["euler_karras"], false, "EulerDiscreteScheduler(use_karras_sigmas=True)"),
+        new(Ddim, "DDIM", [], false, "DDIMScheduler (eta 0)"),
+    ];
+
+    /// <summary>The canonical names.</summary>
+    public static IReadOnlyList<string> Names { get; } = All.Select(s => s.Name).ToArray();
+
+    private static readonly Dictionary<string, SamplerInfo> s_lookup = BuildLookup();
+
+    private static Dictionary<string, SamplerInfo> BuildLookup()
+    {
+        var d = new Dictionary<string, SamplerInfo>(StringComparer.OrdinalIgnoreCase);
+        foreach (var s in All)
+            foreach (var n in s.Aliases.Append(s.Name).Append(s.DisplayName))
+                if (!d.TryAdd(n, s) && d[n] != s) // "euler" and "Euler" are one key
+                    throw new InvalidOperationException($"sampler spelling '{n}' names both {d[n].Name} and {s.Name}");
+        return d;
+    }
+
+    /// <summary>The sampler a canonical name, alias or A1111 label (any case, surrounding blanks ignored) names.</summary>
+    public static bool TryGet(string? name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SamplerInfo? info)
+    {
+        info = null;
+        return name is not null && s_lookup.TryGetValue(name.Trim(), out info);
+    }
+
+    /// <summary>The canonical name for <paramref name="name"/>; an unknown name is a user error listing the choices.</summary>
+    public static string Resolve(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return TryGet(name, out var info) ? info.Name
+            : throw new UserInputException($"unknown sampler '{name}' (one of: {string.Join(", ", Names)})");
+    }
+
+    /// <summary>A1111's label for a sampler name (canonical, alias or an <see cref="IScheduler.Name"/>), for
+    /// <c>Sampler: ...</c> in PNG parameters. Names outside the registry (dpmpp-1s...) come back unchanged.</summary>
+    public static string DisplayName(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return TryGet(name, out var info) ? info.DisplayName : name;
+    }
 
     /// <summary>The checkpoint's own sampler (scheduler_config.json's _class_name), with diffusers' defaults
     /// for the fields SchedulerConfig does not carry (DPM-Solver: order 2, dpmsolver++, midpoint).</summary>
@@ -25,6 +93,7 @@ public static class Samplers
         return config.ClassName switch
         {
             "EulerDiscreteScheduler" => new EulerDiscreteScheduler(config),
+            "EulerAncestralDiscreteScheduler" => new EulerAncestralDiscreteScheduler(config),
             "DPMSolverMultistepScheduler" => new DpmSolverMultistepScheduler(config),
             "DDIMScheduler" => new DdimScheduler(config),
             _ => throw new UserInputException(
@@ -32,17 +101,24 @@ public static class Samplers
         };
     }
 
+    /// <summary>A sampler by canonical name, alias or A1111 label, built from the checkpoint's config.</summary>
     public static IScheduler Create(string sampler, SchedulerConfig config)
     {
+        ArgumentNullException.ThrowIfNull(sampler);
         ArgumentNullException.ThrowIfNull(config);
-        return sampler switch
+        return Resolve(sampler) switch
         {
             Euler => new EulerDiscreteScheduler(config),
+            EulerKarras => new EulerDiscreteScheduler(config with { UseKarrasSigmas = true }),
+            EulerAncestral => new EulerAncestralDiscreteScheduler(config),
             // LayerDiffuse: DPMSolverMultistepScheduler(use_karras_sigmas=True, algorithm_type="dpmsolver++")
             DpmPP2MKarras => new DpmSolverMultistepScheduler(config with { UseKarrasSigmas = true }),
             DpmPP2M => new DpmSolverMultistepScheduler(config with { UseKarrasSigmas = false }),
+            // LayerDiffuse's recommended "DPM++ 2M SDE Karras" (its Forge/ComfyUI defaults)
+            DpmPP2MSdeKarras => new DpmSolverMultistepScheduler(config with { UseKarrasSigmas = true }, sde: true),
+            DpmPP2MSde => new DpmSolverMultistepScheduler(config with { UseKarrasSigmas = false }, sde: true),
             Ddim => new DdimScheduler(config),
-            _ => throw new UserInputException($"unknown sampler '{sampler}' (one of: {string.Join(", ", Names)})"),
+            var other => throw new InvalidOperationException($"sampler '{other}' is registered but not constructible"),
         };
     }
 }

@@ -144,6 +144,7 @@ public static class UNetBenchmarks
         scheduler.SetTimesteps(30);
         var latents = sdxl.InitialLatents(1, 1, lh, lw, scheduler.InitNoiseSigma);
         var next = new float[latents.Length];
+        var stepNoise = new GaussianNoise(1); // a checkpoint's own sampler may be stochastic
         using var sample2 = ops.FromHost(Repeat(latents, 2), 2, cfg.InChannels, lh, lw);
         double guidedUnetMs = Median(device, o, () =>
         {
@@ -154,7 +155,7 @@ public static class UNetBenchmarks
         {
             var sw = Stopwatch.StartNew();
             var noise = sdxl.PredictNoise(scheduler, 0, latents, lh, lw, cond, 7f);
-            scheduler.Step(noise, 0, latents, next);
+            scheduler.Step(noise, 0, latents, next, stepNoise);
             wall.Add(sw.Elapsed.TotalMilliseconds);
         }, ops);
         wall.Sort();

@@ -143,6 +143,28 @@ public sealed class LayerFusionPipelineTests(TinyLayerFusionModel model) : IClas
         AssertSameImage(plain1, pipe.Generate(unguided, null, TestContext.Current.CancellationToken).Background, "BG vs plain SDXL, no guidance");
     }
 
+    /// <summary>
+    /// Stochastic samplers in the triplet: every stream takes the step noise a plain SDXL run of the seed
+    /// takes (docs/decisions.md, Schedulers), so without sharing BG is still that run byte for byte.
+    /// </summary>
+    [Theory]
+    [InlineData(Samplers.EulerAncestral)]
+    [InlineData(Samplers.DpmPP2MSdeKarras)]
+    public void StochasticSamplersKeepTheBackgroundAPlainSdxlRun(string sampler)
+    {
+        using var pipe = model.Load();
+        var req = Request(32, 24, new LayerFusionOptions { Sharing = false, TransparentAugment = false }, steps: 3) with { Sampler = sampler };
+        var result = pipe.Generate(req, null, TestContext.Current.CancellationToken);
+        Assert.Equal(sampler, result.Parameters["layerfusion:sampler"]);
+        var plain = pipe.Sdxl.Generate(new SdxlRequest
+        {
+            Prompt = req.Background, NegativePrompt = req.Negative, Width = req.Width, Height = req.Height,
+            Steps = req.Steps, GuidanceScale = req.GuidanceScale, Seed = req.Seed, Sampler = sampler,
+        }, null, TestContext.Current.CancellationToken).Images[0];
+        AssertSameImage(plain, result.Background, $"BG vs plain SDXL ({sampler})");
+        AssertSameImage(result.Background, pipe.Generate(req, null, TestContext.Current.CancellationToken).Background, "same seed, same triplet");
+    }
+
     [Fact]
     public async Task CancellationStopsAGeneration()
     {

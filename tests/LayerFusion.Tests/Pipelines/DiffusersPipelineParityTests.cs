@@ -17,6 +17,9 @@ public sealed class DiffusersPipelineParityTests(TinySdxl tiny) : IClassFixture<
     static string FixturePath([CallerFilePath] string here = "") =>
         Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "..", "..", "reference", "pipelines", "sdxl_pipeline_v0.25.safetensors"));
 
+    static string StochasticFixturePath([CallerFilePath] string here = "") =>
+        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "..", "..", "reference", "pipelines", "sdxl_pipeline_stochastic_v0.25.safetensors"));
+
     static double RelErr(float[] got, float[] expected)
     {
         Assert.Equal(expected.Length, got.Length);
@@ -76,5 +79,48 @@ public sealed class DiffusersPipelineParityTests(TinySdxl tiny) : IClassFixture<
         Assert.Equal(expected8.Pixels.Length, got8.Pixels.Length);
         int maxLevel = expected8.Pixels.Zip(got8.Pixels, (a, b) => Math.Abs(a - b)).Max();
         Assert.True(maxLevel <= 1, $"8-bit image differs by {maxLevel} levels");
+    }
+
+    /// <summary>
+    /// Euler ancestral and DPM++ 2M SDE Karras through the whole pipeline, diffusers' randn_tensor fed
+    /// GaussianNoise(seed 0) (tests/reference/pipelines/make_sdxl_stochastic_pipeline_fixture.py): with the
+    /// initial noise given, the step noise is the seed's stream from its start, as diffusers' generator.
+    /// </summary>
+    [Theory]
+    [InlineData("euler-a")]
+    [InlineData("dpmpp-2m-sde-karras")]
+    public void StochasticSamplersMatchDiffusersFedOurNoise(string sampler)
+    {
+        using var fx = SafeTensorsFile.Open(StochasticFixturePath());
+        Assert.Equal("5", fx.Metadata["tiny_seed"]);
+        using var pipeline = SdxlPipeline.Open(tiny.Default, new CpuBackend());
+        var ops = pipeline.Ops;
+        var up = (string name) => ops.FromHost(fx[name].ToFloat32(), fx[name].ShapeInt32);
+        using var encoding = new SdxlTextEncoding(
+            new SdxlPromptEmbeddings(up("prompt_embeds"), up("pooled_prompt_embeds")),
+            new SdxlPromptEmbeddings(up("negative_prompt_embeds"), up("negative_pooled_prompt_embeds")), []);
+        var request = new SdxlRequest
+        {
+            Prompt = "(embeddings given)",
+            Width = int.Parse(fx.Metadata["width"]),
+            Height = int.Parse(fx.Metadata["height"]),
+            Steps = int.Parse(fx.Metadata["steps"]),
+            GuidanceScale = float.Parse(fx.Metadata["cfg"], System.Globalization.CultureInfo.InvariantCulture),
+            Seed = ulong.Parse(fx.Metadata["noise_seed"]),
+            Sampler = sampler,
+            InitialNoise = fx["noise"].ToFloat32(),
+        };
+        var result = pipeline.Generate(request, encoding, null, TestContext.Current.CancellationToken);
+        Assert.Equal(sampler, result.Sampler);
+        double latentErr = RelErr(result.Latents, fx[$"{sampler}.latents"].ToFloat32());
+        Assert.True(latentErr < 1e-4, $"latents: relative error {latentErr:E2}");
+        using var decoded = pipeline.DecodeLatents(result.Latents, 1, result.LatentShape[2], result.LatentShape[3]);
+        var unit = ops.ToHost(decoded).Select(v => Math.Clamp(v / 2f + 0.5f, 0f, 1f)).ToArray();
+        double imageErr = RelErr(unit, fx[$"{sampler}.image"].ToFloat32());
+        Assert.True(imageErr < 1e-4, $"image: relative error {imageErr:E2}");
+
+        // the noise really entered: another seed's step noise moves the result well beyond that bound
+        var other = pipeline.Generate(request with { Seed = 1 }, encoding, null, TestContext.Current.CancellationToken);
+        Assert.True(RelErr(other.Latents, fx[$"{sampler}.latents"].ToFloat32()) > 1e-2, "the seed did not change the step noise");
     }
 }

@@ -84,7 +84,71 @@ public class SamplerBehaviourTests
         Assert.IsType<DdimScheduler>(Samplers.FromConfig(new SchedulerConfig { ClassName = "DDIMScheduler" }));
         var dpm = Samplers.FromConfig(new SchedulerConfig { ClassName = "DPMSolverMultistepScheduler", UseKarrasSigmas = true });
         Assert.Equal("dpmpp-2m-karras", dpm.Name);
+        Assert.IsType<EulerAncestralDiscreteScheduler>(Samplers.FromConfig(new SchedulerConfig { ClassName = "EulerAncestralDiscreteScheduler" }));
         Assert.Throws<UserInputException>(() => Samplers.FromConfig(new SchedulerConfig { ClassName = "LMSDiscreteScheduler" }));
+    }
+
+    [Fact]
+    public void EveryRegisteredSamplerIsBuiltUnderItsOwnNameAndStochasticity()
+    {
+        Assert.Equal(Samplers.All.Count, Samplers.Names.Distinct().Count());
+        foreach (var info in Samplers.All)
+        {
+            var s = Samplers.Create(info.Name, new SchedulerConfig()); // SDXL's config
+            Assert.Equal(info.Name, s.Name);
+            Assert.Equal(info.Stochastic, s.IsStochastic);
+            Assert.Equal(info.DisplayName, Samplers.DisplayName(s.Name));
+        }
+    }
+
+    [Theory]
+    [InlineData("euler-a", "euler-a")]
+    [InlineData("euler_a", "euler-a")]
+    [InlineData("  Euler A ", "euler-a")]
+    [InlineData("Euler a", "euler-a")]
+    [InlineData("k_euler_a", "euler-a")]
+    [InlineData("euler_ancestral", "euler-a")]
+    [InlineData("DPM++ 2M SDE Karras", "dpmpp-2m-sde-karras")]
+    [InlineData("dpmpp_2m_sde_karras", "dpmpp-2m-sde-karras")]
+    [InlineData("k_dpmpp_2m_sde_ka", "dpmpp-2m-sde-karras")]
+    [InlineData("DPM++ 2M Karras", "dpmpp-2m-karras")]
+    [InlineData("dpmpp_2m", "dpmpp-2m")]
+    [InlineData("DDIM", "ddim")]
+    [InlineData("Euler", "euler")]
+    public void AliasesAndA1111LabelsResolveToOneCanonicalName(string given, string canonical)
+    {
+        Assert.Equal(canonical, Samplers.Resolve(given));
+        Assert.Equal(canonical, Samplers.Create(given, new SchedulerConfig()).Name);
+    }
+
+    [Theory]
+    [InlineData("euler", "Euler")]
+    [InlineData("euler-a", "Euler a")]
+    [InlineData("dpmpp-2m-karras", "DPM++ 2M Karras")]
+    [InlineData("dpmpp-2m", "DPM++ 2M")]
+    [InlineData("dpmpp-2m-sde-karras", "DPM++ 2M SDE Karras")]
+    [InlineData("dpmpp-2m-sde", "DPM++ 2M SDE")]
+    [InlineData("ddim", "DDIM")]
+    [InlineData("euler-karras", "Euler Karras")]
+    [InlineData("dpmpp-1s", "dpmpp-1s")]
+    public void DisplayNamesAreA1111s(string name, string display) => Assert.Equal(display, Samplers.DisplayName(name));
+
+    [Fact]
+    public void TheCheckpointsOwnKarrasEulerGetsItsDisplayName()
+    {
+        // Create("euler") keeps the checkpoint's use_karras_sigmas, as from_config does; the name says so
+        var s = Samplers.Create(Samplers.Euler, new SchedulerConfig { UseKarrasSigmas = true });
+        Assert.Equal(Samplers.EulerKarras, s.Name);
+        Assert.Equal("Euler Karras", Samplers.DisplayName(s.Name));
+    }
+
+    [Fact]
+    public void UnknownSamplerNamesListTheChoices()
+    {
+        var ex = Assert.Throws<UserInputException>(() => Samplers.Resolve("heun"));
+        Assert.Contains("euler-a", ex.Message);
+        Assert.Contains("dpmpp-2m-sde-karras", ex.Message);
+        Assert.False(Samplers.TryGet(null, out _));
     }
 
     [Fact]
@@ -123,11 +187,12 @@ public class SamplerBehaviourTests
             s1.SetTimesteps(6); s2.SetTimesteps(6);
             var x = new GaussianNoise(3).Next(32);
             var y = (float[])x.Clone();
+            GaussianNoise n1 = new(8), n2 = new(8); // stochastic samplers: the same noise on both sides
             for (int i = 0; i < 6; i++)
             {
                 var eps = new GaussianNoise(4, (ulong)i).Next(32);
-                x = s1.Step(eps, i, x);
-                s2.Step(eps, i, y, y);
+                x = s1.Step(eps, i, x, n1);
+                s2.Step(eps, i, y, y, n2);
                 Assert.Equal(x, y);
             }
         }
