@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
 using Microsoft.ML.Tokenizers;
 
@@ -7,24 +6,31 @@ namespace LayerFusion.Core.Text;
 
 /// <summary>
 /// CLIP's text cleanup before BPE (openai/CLIP simple_tokenizer.py: basic_clean, whitespace_clean,
-/// lower): ftfy.fix_text, html.unescape twice, strip, runs of whitespace to one space, lowercase.
-/// ftfy is not available to .NET; the subset of its default fixes that can change a typed prompt is
-/// implemented here (curly quotes, fullwidth ASCII, Latin ligatures); its NFC step, the rest of
-/// its width map and its mojibake repair are not (see docs/decisions.md).
+/// lower): ftfy.fix_text (<see cref="FtfyFixes"/>: all of its default fixes but the mojibake
+/// repair, NFC from carried Unicode data), Python's html.unescape twice (<see cref="PythonHtml"/>,
+/// HTML5 names), strip, runs of whitespace to one space, Python's lowercase.
 /// </summary>
 public sealed class ClipTextNormalizer : Normalizer
 {
+    readonly Func<string, string>? _nfc;
+
+    /// <param name="nfc">The NFC step; null = <see cref="UnicodeNfc.Normalize"/> (the reference's Unicode data).</param>
+    public ClipTextNormalizer(Func<string, string>? nfc = null) => _nfc = nfc;
+
     public static ClipTextNormalizer Instance { get; } = new();
 
-    public override string Normalize(string original) => Clean(original);
+    public override string Normalize(string original) => Clean(original, _nfc);
 
-    public override string Normalize(ReadOnlySpan<char> original) => Clean(original.ToString());
+    public override string Normalize(ReadOnlySpan<char> original) => Clean(original.ToString(), _nfc);
 
-    public static string Clean(string text)
+    public static string Clean(string text) => Clean(text, null);
+
+    public static string Clean(string text, Func<string, string>? nfc)
     {
-        text = FixText(text);
+        ArgumentNullException.ThrowIfNull(text);
+        text = FtfyFixes.FixText(text, nfc);
         // html.unescape twice: prompts scraped from the web are often double-escaped ("&amp;amp;").
-        text = WebUtility.HtmlDecode(WebUtility.HtmlDecode(text));
+        text = PythonHtml.Unescape(PythonHtml.Unescape(text));
         return PythonLower(CollapseWhitespace(text));
     }
 
@@ -74,44 +80,6 @@ public sealed class ClipTextNormalizer : Normalizer
     static bool IsCaseIgnorable(Rune r) => r.Value is '\'' or '.' or ':' or 0x00b7 or 0x2019
         || Rune.GetUnicodeCategory(r) is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark
             or UnicodeCategory.Format or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol;
-
-    /// <summary>The ftfy.fix_text defaults that matter for typed prompts.</summary>
-    internal static string FixText(string text)
-    {
-        var sb = new StringBuilder(text.Length);
-        foreach (var c in text)
-        {
-            switch (c)
-            {
-                // ftfy uncurl_quotes: [\u02bc\u2018-\u201b] -> ', [\u201c-\u201f] -> "
-                case '\u02bc' or (>= '\u2018' and <= '\u201b'): sb.Append('\''); break;
-                case >= '\u201c' and <= '\u201f': sb.Append('"'); break;
-                // ftfy fix_character_width: fullwidth ASCII to ASCII, the ideographic space to a space.
-                case >= '\uff01' and <= '\uff5e': sb.Append((char)(c - 0xff01 + 0x21)); break;
-                case '\u3000': sb.Append(' '); break;
-                default:
-                    if (LatinLigature(c) is { } expanded) sb.Append(expanded);
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        // ftfy's NFC step is not done: with InvariantGlobalization (this project's setting) .NET has
-        // no Unicode normalization data (see docs/decisions.md).
-        return sb.ToString();
-    }
-
-    // ftfy fix_latin_ligatures: the ligatures U+FB00..U+FB06 (the ones Unicode decomposes by NFKC).
-    static string? LatinLigature(char c) => c switch
-    {
-        '\ufb00' => "ff",
-        '\ufb01' => "fi",
-        '\ufb02' => "fl",
-        '\ufb03' => "ffi",
-        '\ufb04' => "ffl",
-        '\ufb05' => "st",
-        '\ufb06' => "st",
-        _ => null,
-    };
 
     /// <summary>Unicode White_Space: what `\s` matches in CLIP's regexes (Python's `regex` module).</summary>
     public static bool IsRegexSpace(int c) => c switch
