@@ -17,7 +17,8 @@ public sealed class TextNormalizationTests : IDisposable
 
     sealed record Prompt(string Text, string Ftfy, string Cleaned, int[] BpeIds);
 
-    sealed record Fixture(string UnicodeVersion, List<Prompt> Clip, List<(string In, string Out)> Html, List<(string In, string Out)> Nfc);
+    sealed record Fixture(string UnicodeVersion, List<Prompt> Clip, List<(string In, string Out)> FtfyFuzz,
+        List<(string In, string Out)> Html, List<(string In, string Out)> Nfc);
 
     static readonly Lazy<Fixture> s_fixture = new(() =>
     {
@@ -31,7 +32,7 @@ public sealed class TextNormalizationTests : IDisposable
             root.GetProperty("unicode_version").GetString()!,
             root.GetProperty("clip").EnumerateArray().Select(c => new Prompt(S(c.GetProperty("prompt")), S(c.GetProperty("ftfy")),
                 S(c.GetProperty("cleaned")), c.GetProperty("bpe_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray())).ToList(),
-            Pairs(root.GetProperty("html")), Pairs(root.GetProperty("nfc")));
+            Pairs(root.GetProperty("ftfy_fuzz")), Pairs(root.GetProperty("html")), Pairs(root.GetProperty("nfc")));
     });
 
     static Fixture Data => s_fixture.Value;
@@ -102,6 +103,15 @@ public sealed class TextNormalizationTests : IDisposable
         var failures = Data.Clip.Where(p => FtfyFixes.FixText(p.Text) != p.Ftfy)
             .Select(p => $"'{Show(p.Text)}': got '{Show(FtfyFixes.FixText(p.Text))}', ftfy gives '{Show(p.Ftfy)}'").ToList();
         Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [Fact]
+    public void FtfyFixTextMatchesFtfyOnRandomPieceSoup()
+    {
+        Assert.True(Data.FtfyFuzz.Count >= 500);
+        var failures = Data.FtfyFuzz.Where(c => FtfyFixes.FixText(c.In) != c.Out)
+            .Select(c => $"'{Show(c.In)}': got '{Show(FtfyFixes.FixText(c.In))}', ftfy gives '{Show(c.Out)}'").ToList();
+        Assert.True(failures.Count == 0, $"{failures.Count} differ:\n" + string.Join("\n", failures.Take(20)));
     }
 
     [Fact]

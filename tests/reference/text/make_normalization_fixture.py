@@ -3,7 +3,8 @@ writes normalization_v1.json with
 - `clip`: prompts -> the text openai CLIP's SimpleTokenizer hands to BPE
   (whitespace_clean(basic_clean(text)).lower(), i.e. ftfy.fix_text, html.unescape twice, strip,
   whitespace runs to one space, lower) and SimpleTokenizer.encode's ids (the real BPE file);
-- `ftfy`: the same prompts -> ftfy.fix_text alone;
+- `ftfy`: the same prompts -> ftfy.fix_text alone; `ftfy_fuzz`: random strings over pieces that
+  exercise every fix -> ftfy.fix_text (kept where fix_encoding, which we do not implement, has no effect);
 - `html`: strings -> one html.unescape pass (named, prefix and numeric references, generated
   around the edge cases plus random ones);
 - `nfc`: strings -> unicodedata.normalize("NFC") (every canonical decomposition's NFD form, the
@@ -128,6 +129,25 @@ def nfc_cases(rng):
     return [(s, unicodedata.normalize("NFC", s)) for s in out]
 
 
+FUZZ_PIECES = ["a", "B", "e", " ", "\n", "\r", "&", ";", "#", "amp;", "lt;", "<", "x41", "150", "&#150;", "&#x9d;",
+               "&amp;", "&nbsp;", "&#0;", "&NTILDE;", "&szlig;", "&SZLIG;", "\x0b", "\ufeff", "\x96", "\x85", "\x81",
+               "\u0301", "\u0323", "\u1100", "\u1161", "\u11a8", "\uff76", "\uff9e", "\uffa1", "\ufb01", "\ufb05",
+               "\u0133", "\u2019", "\u201c", "\u02bc", "\u2028", "\x1b[1m", "\x1b[", "\x00", "\x7f", "\ud800",
+               "\udc00", "\ud83d\udc31", "\u206a", "\ufffc", "\u00df", "\u3000", "\uff21"]
+
+
+def ftfy_fuzz(rng):
+    """Random strings over pieces that hit every fix; kept only where fix_encoding (the mojibake
+    repair we do not implement) changes nothing, so what remains is what FtfyFixes must match."""
+    out = []
+    while len(out) < 600:
+        s = "".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randrange(1, 12)))
+        fixed = ftfy.fix_text(s)
+        if ftfy.fix_text(s, fix_encoding=False) == fixed:
+            out.append((s, fixed))
+    return out
+
+
 def main():
     tok = SimpleTokenizer(BPE)
     clip = []
@@ -140,13 +160,14 @@ def main():
                % (".".join(map(str, sys.version_info[:3])), unicodedata.unidata_version),
         unicode_version=unicodedata.unidata_version,
         clip=clip,
+        ftfy_fuzz=[dict(input=units(a), output=units(b)) for a, b in ftfy_fuzz(rng)],
         html=[dict(input=units(a), output=units(b)) for a, b in html_cases(rng)],
         nfc=[dict(input=units(a), output=units(b)) for a, b in nfc_cases(rng)],
     )
     out = os.path.join(HERE, "normalization_v1.json")
     with open(out, "w", encoding="ascii") as f:
         json.dump(doc, f, separators=(",", ":"))
-    print(f"wrote {out}: {len(clip)} prompts, {len(doc['html'])} html, {len(doc['nfc'])} nfc cases ({os.path.getsize(out)} bytes)")
+    print(f"wrote {out}: {len(clip)} prompts, {len(doc['ftfy_fuzz'])} ftfy fuzz, {len(doc['html'])} html, {len(doc['nfc'])} nfc cases ({os.path.getsize(out)} bytes)")
 
 
 if __name__ == "__main__":
