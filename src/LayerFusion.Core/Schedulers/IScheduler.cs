@@ -31,7 +31,7 @@ public interface IScheduler
     float InitNoiseSigma { get; }
 
     /// <summary>True when <see cref="Step"/> adds fresh noise (ancestral and SDE samplers) and so needs a noise source.</summary>
-    bool IsStochastic { get; }
+    bool IsStochastic => false;
 
     /// <summary>The UNet input for step <paramref name="stepIndex"/>, written into <paramref name="destination"/>.</summary>
     void ScaleModelInput(ReadOnlySpan<float> sample, int stepIndex, Span<float> destination);
