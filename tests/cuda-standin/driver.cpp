@@ -836,7 +836,7 @@ size_t image_size(const unsigned char* p)
 
 LFEMU_API CUresult cuModuleLoadData(void** module, const void* image)
 {
-    LOCK;
+    std::unique_lock<std::recursive_mutex> lock(g_mu);
     NEED_CTX;
     if (!module || !image) return CUDA_ERROR_INVALID_VALUE;
     auto* p = (const unsigned char*)image;
@@ -845,6 +845,15 @@ LFEMU_API CUresult cuModuleLoadData(void** module, const void* image)
     {
         std::fprintf(stderr, "cuda stand-in: cuModuleLoadData: this image was not compiled by the stand-in NVRTC "
                              "(no record of its source in %s)\n", lfemu::cache_dir().c_str());
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    std::string buildLog;
+    lock.unlock();  // a first load builds the module with g++: other threads keep using the device
+    bool built = lfemu::ensure_built(key, buildLog);
+    lock.lock();
+    if (!built)
+    {
+        std::fprintf(stderr, "cuda stand-in: cuModuleLoadData: the emulator cannot build this module:\n%s\n", buildLog.c_str());
         return CUDA_ERROR_INVALID_IMAGE;
     }
     std::string so = lfemu::cache_dir() + "/modules/" + key + "/module.so";

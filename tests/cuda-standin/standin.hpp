@@ -71,7 +71,7 @@ inline bool read_file(const std::string& path, std::string& out)
 
 inline bool write_file(const std::string& path, const std::string& data)
 {
-    std::string tmp = path + "." + std::to_string(getpid()) + ".tmp";
+    std::string tmp = path + "." + std::to_string(getpid()) + "." + std::to_string((unsigned long)gettid()) + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f) return false;
     bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
@@ -110,7 +110,7 @@ inline std::string cache_dir()
 // Runs argv with stdout+stderr appended to `log`; returns the exit status (-1: could not start).
 inline int run(const std::vector<std::string>& argv, std::string& log)
 {
-    std::string out = cache_dir() + "/run." + std::to_string(getpid()) + "." + std::to_string((uintptr_t)&log) + ".log";
+    std::string out = cache_dir() + "/run." + std::to_string(getpid()) + "." + std::to_string((unsigned long)gettid()) + ".log";
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -229,10 +229,11 @@ inline std::vector<KernelDecl> scan_kernels(const std::string& pre)
 inline bool build_module(const ModuleSource& m, const std::string& key, std::string& log)
 {
     std::string root = cache_dir() + "/modules";
+    mkdirs(cache_dir());
     std::string dir = root + "/" + key;
     if (exists(dir + "/module.so")) return true;
     mkdirs(root);
-    std::string tmp = dir + ".tmp." + std::to_string(getpid());
+    std::string tmp = dir + ".tmp." + std::to_string(getpid()) + "." + std::to_string((unsigned long)gettid());
     std::string rm;
     run({"rm", "-rf", tmp}, rm);
     mkdirs(tmp);
@@ -272,6 +273,7 @@ inline bool build_module(const ModuleSource& m, const std::string& key, std::str
     }
     std::string pre;
     read_file(tmp + "/scan.i", pre);
+    unlink((tmp + "/scan.i").c_str());
     auto kernels = scan_kernels(pre);
 
     std::string mod = "#include \"prior_ptx_emu.hpp\"\n#include \"" + srcName + "\"\n"
@@ -321,6 +323,72 @@ inline bool build_module(const ModuleSource& m, const std::string& key, std::str
     }
     run({"rm", "-rf", tmp}, rm);
     return true;
+}
+
+// The module's inputs, kept so the driver can build it when it is first loaded.
+inline std::string serialize(const ModuleSource& m)
+{
+    std::string out;
+    auto put = [&](const std::string& f) { out += std::to_string(f.size()) + ":" + f; };
+    put(m.name);
+    put(m.source);
+    put(std::to_string(m.headers.size()));
+    for (auto& [n, t] : m.headers) { put(n); put(t); }
+    put(std::to_string(m.options.size()));
+    for (auto& o : m.options) put(o);
+    return out;
+}
+
+inline bool deserialize(const std::string& in, ModuleSource& m)
+{
+    size_t pos = 0;
+    auto get = [&](std::string& f) {
+        size_t colon = in.find(':', pos);
+        if (colon == std::string::npos) return false;
+        size_t n = std::strtoull(in.c_str() + pos, nullptr, 10);
+        if (colon + 1 + n > in.size()) return false;
+        f = in.substr(colon + 1, n);
+        pos = colon + 1 + n;
+        return true;
+    };
+    std::string count;
+    if (!get(m.name) || !get(m.source) || !get(count)) return false;
+    for (size_t i = 0, c = std::strtoull(count.c_str(), nullptr, 10); i < c; i++)
+    {
+        std::string n, t;
+        if (!get(n) || !get(t)) return false;
+        m.headers.emplace_back(n, t);
+    }
+    if (!get(count)) return false;
+    for (size_t i = 0, c = std::strtoull(count.c_str(), nullptr, 10); i < c; i++)
+    {
+        std::string o;
+        if (!get(o)) return false;
+        m.options.push_back(o);
+    }
+    return true;
+}
+
+inline bool stage_module(const ModuleSource& m, const std::string& key)
+{
+    mkdirs(cache_dir() + "/modules");
+    std::string path = cache_dir() + "/modules/" + key + ".source";
+    return exists(path) || write_file(path, serialize(m));
+}
+
+// Loads (building first if needed) the module of `key`; the handle, or null with the reason in log.
+inline bool ensure_built(const std::string& key, std::string& log)
+{
+    std::string dir = cache_dir() + "/modules/" + key;
+    if (exists(dir + "/module.so")) return true;
+    std::string text;
+    ModuleSource m;
+    if (!read_file(dir + ".source", text) || !deserialize(text, m))
+    {
+        log += "emulator: no record of the source of module " + key + "\n";
+        return false;
+    }
+    return build_module(m, key, log);
 }
 
 inline void register_image(const void* image, size_t bytes, const std::string& key)
