@@ -42,10 +42,12 @@ public sealed class CudaFixture : IDisposable
 /// Inputs are rounded to the storage type first, so the bound measures the kernel, not the input
 /// quantization: fp32 1e-5 (elementwise) / 1e-4 (reductions, GEMMs), fp16 2e-3, bf16 1e-2
 /// (‖gpu − ref‖₂ / ‖ref‖₂). Outputs are NaN-poisoned before each kernel, and any non-finite value
-/// fails. Without a device every test here reports as skipped, with the reason.
+/// fails. Without a GPU the tests run on the emulated device (EmulatedCuda); without either they
+/// report as skipped with the reason.
 /// When LAYERFUSION_REPORT_DIR is set the measured errors are appended to parity.tsv there.
 /// </summary>
 [Collection("cuda")]
+[Trait("device", "CUDA: emulated sm_90 on the CPU where no GPU is installed (tests/cuda-standin)")]
 public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
 {
     static readonly Random Seeds = new();

@@ -52,6 +52,44 @@ public sealed class EmulatedCuda
         Active = true;
     }
 
+    /// <summary>Skips a test that checks the stand-ins themselves where they are not in use; under CI=true it fails instead.</summary>
+    public static void SkipUnlessActive()
+    {
+        if (Active) return;
+        var why = Reason.Length > 0 ? Reason : "a real CUDA driver (or LAYERFUSION_CUDA_LIB_DIR/LAYERFUSION_LIBCUDA) is in use";
+        var message = $"the stand-in CUDA libraries are not in use: {why}; install g++ >= 12 to run the CUDA tests on the emulated device";
+        if (Environment.GetEnvironmentVariable("CI") == "true" && Reason.Length > 0) Assert.Fail(message);
+        Assert.Skip(message);
+    }
+
+    /// <summary>
+    /// For the tests of the no-driver path: where the stand-ins are in use (so this process has a
+    /// device), reruns the calling test in a child test process that does not use them, asserts it
+    /// passed there, and returns true (the caller returns). False: run the test body here.
+    /// </summary>
+    public static bool RanWithoutTheStandIns(string testClass, string method)
+    {
+        if (!Active) return false;
+        var dll = typeof(EmulatedCuda).Assembly.Location;
+        var apphost = Path.ChangeExtension(dll, null);
+        string[] filter = ["--filter-method", $"{testClass}.{method}"];
+        var psi = new ProcessStartInfo(File.Exists(apphost) ? apphost : "dotnet", File.Exists(apphost) ? filter : ["exec", dll, .. filter])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var v in new[] { NativeLibraries.LibDirVariable, "LAYERFUSION_EMU_TEST_LOG", "LAYERFUSION_KERNEL_CACHE" })
+            psi.Environment.Remove(v);
+        psi.Environment["LAYERFUSION_EMULATED_CUDA"] = "0";
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var log = p.StandardOutput.ReadToEnd() + err.Result;
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0 && log.Contains("succeeded: 1", StringComparison.Ordinal) && log.Contains("skipped: 0", StringComparison.Ordinal),
+            $"{method} in a process without the stand-in CUDA libraries:\n{log}");
+        return true;
+    }
+
     public static string EmulatorCache()
     {
         var env = Environment.GetEnvironmentVariable("LAYERFUSION_EMU_CACHE");
