@@ -162,6 +162,7 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     [Fact]
     public void ExplicitCudaWithoutAUsableDeviceIsOneLineExitTwo()
     {
+        if (LayerFusion.Tests.Cuda.EmulatedCuda.RanWithoutTheStandIns("LayerFusion.Tests.Cli.SdxlCliTests", nameof(ExplicitCudaWithoutAUsableDeviceIsOneLineExitTwo))) return;
         var cuda = LayerFusion.Cuda.CudaOps.TryCreate(LayerFusion.Cuda.Runtime.StorageType.F16, out _);
         if (cuda is not null)
         {

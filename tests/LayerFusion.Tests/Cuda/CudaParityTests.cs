@@ -18,6 +18,7 @@ public sealed class CudaFixture : IDisposable
     public CudaOps Ops(StorageType storage)
     {
         if (Device is null) Assert.Skip($"no CUDA device: {Reason}");
+        EmulatedCuda.NoteTestRuns();
         lock (_ops)
         {
             if (!_ops.TryGetValue(storage, out var ops))
@@ -41,10 +42,12 @@ public sealed class CudaFixture : IDisposable
 /// Inputs are rounded to the storage type first, so the bound measures the kernel, not the input
 /// quantization: fp32 1e-5 (elementwise) / 1e-4 (reductions, GEMMs), fp16 2e-3, bf16 1e-2
 /// (‖gpu − ref‖₂ / ‖ref‖₂). Outputs are NaN-poisoned before each kernel, and any non-finite value
-/// fails. Without a device every test here reports as skipped, with the reason.
+/// fails. Without a GPU the tests run on the emulated device (EmulatedCuda); without either they
+/// report as skipped with the reason.
 /// When LAYERFUSION_REPORT_DIR is set the measured errors are appended to parity.tsv there.
 /// </summary>
 [Collection("cuda")]
+[Trait("device", "CUDA: emulated sm_90 on the CPU where no GPU is installed (tests/cuda-standin)")]
 public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
 {
     static readonly Random Seeds = new();
@@ -371,6 +374,44 @@ public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
                 graph.Launch();
                 Check("graph silu(add)", StorageType.F16, ops.ToHost(y!), expected, false, seed);
             }
+        }
+        finally { ops.SynchronizeEachOp = sync; }
+    }
+
+    [Fact]
+    public void A_capture_never_frees_or_allocates_from_the_driver()
+    {
+        // A tensor freed just before the capture leaves its pointer queued for cuMemFree (as a GC
+        // finalizer does at any moment): the capture must not drain it. An op whose output does not
+        // fit the step's arena must not grow it from the driver inside the capture either: it fails
+        // with a clear error, and the backend stays usable.
+        var ops = fx.Ops(StorageType.F16);
+        var (rng, seed) = NewRng();
+        var x = Q(Rand(rng, 4096), StorageType.F16);
+        using var xt = ops.FromHost(x, 64, 64);
+        var expected = x.Select(v => Reference64.Silu(v)).ToArray();
+        bool sync = ops.SynchronizeEachOp;
+        ops.SynchronizeEachOp = false;
+        try
+        {
+            using (ops.BeginStep()) ops.ToHost(ops.Silu(xt));
+            var dropped = ops.FromHost(x, 64, 64);  // driver memory, not arena
+            using (ops.BeginStep())
+            {
+                dropped.Dispose();  // its pointer is now queued for cuMemFree
+                Tensor? y = null;
+                using var graph = CudaGraph.Capture(ops.Device, () => y = ops.Silu(xt));
+                graph.Launch();
+                Check("graph silu after a queued free", StorageType.F16, ops.ToHost(y!), expected, false, seed);
+            }
+            using (ops.BeginStep())
+            {
+                var e = Assert.Throws<InvalidOperationException>(() =>
+                    CudaGraph.Capture(ops.Device, () => ops.Zeros(64 << 20)));
+                Assert.Contains("capture", e.Message);
+            }
+            using var z = ops.Silu(xt);
+            Check("silu after a refused capture", StorageType.F16, ops.ToHost(z), expected, false, seed);
         }
         finally { ops.SynchronizeEachOp = sync; }
     }

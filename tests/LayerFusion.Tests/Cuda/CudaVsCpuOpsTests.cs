@@ -12,6 +12,7 @@ namespace LayerFusion.Tests.Cuda;
 /// or without a device, each test reports as skipped with the reason.
 /// </summary>
 [Collection("cuda")]
+[Trait("device", "CUDA: emulated sm_90 on the CPU where no GPU is installed (tests/cuda-standin)")]
 public class CudaVsCpuOpsTests(CudaFixture fx) : IClassFixture<CudaFixture>
 {
     static IOps? _cpu;

@@ -36,6 +36,7 @@ public abstract class ModelPairFixture : IDisposable
     public (IOps Main, IOps Vae) Gpu()
     {
         if (_main is null || _vae is null) Assert.Skip(_reason);
+        if (_main is CudaOps) LayerFusion.Tests.Cuda.EmulatedCuda.NoteTestRuns();
         return (_main, _vae);
     }
 

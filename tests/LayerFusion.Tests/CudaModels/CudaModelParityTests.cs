@@ -16,9 +16,11 @@ namespace LayerFusion.Tests.CudaModels;
 /// components (VAE, transparent decoder) 1e-3 (fp32 storage and FP32 compute, but a different
 /// summation order through a whole network); whole pipelines 5e-2 on latents and on 8-bit pixels
 /// (several fp16 UNet calls under CFG compound the per-call error, and pixels add rounding).
-/// Without a device every test reports as skipped with the reason; never as passed.
+/// Without a GPU they run on the emulated device (EmulatedCuda); without either every test reports
+/// as skipped with the reason; never as passed.
 /// </summary>
 [Collection("cuda")]
+[Trait("device", "CUDA: emulated sm_90 on the CPU where no GPU is installed (tests/cuda-standin)")]
 public class CudaModelParityTests(CudaModelFixture fx) : ModelParityTests<CudaModelFixture>(fx);
 
 /// <summary>

@@ -9,6 +9,7 @@ public class BenchCommandTests
     [Fact]
     public void Bench_without_a_device_fails_with_the_reason_and_writes_nothing()
     {
+        if (LayerFusion.Tests.Cuda.EmulatedCuda.RanWithoutTheStandIns("LayerFusion.Tests.CudaPriors.BenchCommandTests", nameof(Bench_without_a_device_fails_with_the_reason_and_writes_nothing))) return;
         using (var device = CudaDevice.TryOpen(out _))
             if (device is not null) Assert.Skip("a CUDA device is present here: the no-device path cannot be exercised (PriorBenchmarkRun covers the device path)");
         var path = Path.Combine(Path.GetTempPath(), $"lf-bench-{Guid.NewGuid():N}.json");

@@ -13,10 +13,12 @@ namespace LayerFusion.Tests.CudaPriors;
 /// The tensor-core prior attention kernel on the GPU against its CPU twin and the float64 reference,
 /// on fresh random inputs rounded to the storage type first (so the bound measures the kernel):
 /// ‖gpu − ref‖₂ / ‖ref‖₂ &lt; 2e-3 in fp16, 1e-2 in bf16, for O, s, c and both blend outputs.
-/// Outputs are NaN-poisoned before each launch and any non-finite value fails. Without a device
-/// every test here reports as SKIPPED with the reason (CudaFixture), never as passed.
+/// Outputs are NaN-poisoned before each launch and any non-finite value fails. Without a GPU they
+/// run on the emulated device (EmulatedCuda: the emulator's reading of mma/ldmatrix, not tensor
+/// cores); without either every test reports as SKIPPED with the reason, never as passed.
 /// </summary>
 [Collection("cuda")]
+[Trait("device", "CUDA: emulated sm_90 on the CPU where no GPU is installed (tests/cuda-standin)")]
 public class PriorAttentionParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
 {
     static double Bound(StorageType t) => t == StorageType.F16 ? 2e-3 : 1e-2;
