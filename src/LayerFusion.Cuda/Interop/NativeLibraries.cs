@@ -17,7 +17,9 @@ public sealed class CudaUnavailableException(string message, Exception? inner = 
 /// (no toolkit install assumed: driver's libcuda.so.1, pip/Debian NVRTC and cuBLAS).
 /// Overrides: LAYERFUSION_CUDA_LIB_DIR (a folder probed first for every library) and one
 /// variable per library holding a full path (LAYERFUSION_LIBCUDA, LAYERFUSION_NVRTC,
-/// LAYERFUSION_CUBLAS, LAYERFUSION_CUBLASLT).
+/// LAYERFUSION_CUBLAS, LAYERFUSION_CUBLASLT). A per-library variable set to "none" makes that
+/// library count as absent without probing (how a machine that has it runs as one that lacks it:
+/// the fresh-machine test run and the skip/fail paths are checked that way).
 /// </summary>
 public static class NativeLibraries
 {
@@ -27,6 +29,13 @@ public static class NativeLibraries
     public const string CublasLtName = "lf_cublaslt";
 
     public const string LibDirVariable = "LAYERFUSION_CUDA_LIB_DIR";
+
+    /// <summary>The value of a per-library override that hides the library.</summary>
+    public const string Hidden = "none";
+
+    /// <summary>True when the library's override variable is "none".</summary>
+    public static bool IsHidden(CudaLibrary lib) =>
+        string.Equals(Environment.GetEnvironmentVariable(OverrideVariable(lib))?.Trim(), Hidden, StringComparison.OrdinalIgnoreCase);
 
     static readonly Lock Gate = new();
     static readonly Dictionary<CudaLibrary, IntPtr> Loaded = new();
@@ -81,6 +90,10 @@ public static class NativeLibraries
     {
         EnsureRegistered();
         if (TryLoad(lib, out var handle, out var tried)) return handle;
+        if (IsHidden(lib))
+            throw new CudaUnavailableException(
+                $"CUDA backend unavailable: {Describe(lib)} is hidden ({OverrideVariable(lib)}={Hidden}); " +
+                "unset it to use the installed one; the CPU backend (--backend cpu) does not need it.");
         throw new CudaUnavailableException(
             $"CUDA backend unavailable: {Describe(lib)} not found (tried {string.Join(", ", tried)}). " +
             $"Install it, or set {OverrideVariable(lib)} to its full path or {LibDirVariable} to its folder; " +
@@ -109,6 +122,7 @@ public static class NativeLibraries
 
     static IEnumerable<string> Candidates(CudaLibrary lib)
     {
+        if (IsHidden(lib)) yield break;
         var single = Environment.GetEnvironmentVariable(OverrideVariable(lib));
         if (!string.IsNullOrWhiteSpace(single)) yield return single;
         var dir = Environment.GetEnvironmentVariable(LibDirVariable);

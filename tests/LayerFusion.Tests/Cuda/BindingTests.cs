@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using LayerFusion.Cuda.Interop;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
@@ -24,6 +25,7 @@ public class BindingTests
     [Fact]
     public void Every_nvrtc_binding_resolves_in_the_installed_library()
     {
+        Requires.Nvrtc();
         var handle = NativeLibraries.Require(CudaLibrary.Nvrtc);
         var names = Bindings().Where(b => b.Library == NativeLibraries.NvrtcName).Select(b => b.EntryPoint).ToArray();
         Assert.True(names.Length >= 12);

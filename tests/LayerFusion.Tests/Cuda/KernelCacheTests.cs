@@ -1,5 +1,6 @@
 using LayerFusion.Cuda;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
@@ -55,6 +56,7 @@ public class KernelCacheTests
     [Fact]
     public void Disk_cache_serves_a_second_instance_without_compiling()
     {
+        Requires.Nvrtc();
         var dir = Directory.CreateTempSubdirectory("lf-kcache-").FullName;
         try
         {

@@ -1,6 +1,7 @@
 using System.Text;
 using LayerFusion.Cuda;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
@@ -31,6 +32,7 @@ public class NvrtcCompileTests
     [MemberData(nameof(Specs))]
     public void Kernel_compiles_without_warnings(string spec, string arch)
     {
+        Requires.Nvrtc();
         var s = Parse(spec);
         var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
         Assert.True(result.IsCubin);
@@ -53,6 +55,7 @@ public class NvrtcCompileTests
     [InlineData("sm_90")]
     public void Kernels_use_no_stack_frame_and_spill_no_registers(string arch)
     {
+        Requires.Nvrtc();
         foreach (var s in KernelCatalog.Representative().Where(s => s.Storage == StorageType.F16))
         {
             var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, [.. s.Options(arch), "--ptxas-options=-v"]);
@@ -95,6 +98,7 @@ public class NvrtcCompileTests
     [Fact]
     public void A_warning_is_visible_in_the_log_so_the_empty_log_check_means_something()
     {
+        Requires.Nvrtc();
         const string src = "extern \"C\" __global__ void k(float* p) { int unused = 3; p[0] = 1.f; }";
         var result = NvrtcCompiler.Compile("warn.cu", src, [], ["--std=c++17", "-arch=sm_80"]);
         Assert.Contains("warning", result.Log, StringComparison.OrdinalIgnoreCase);
@@ -103,6 +107,7 @@ public class NvrtcCompileTests
     [Fact]
     public void A_compile_error_throws_with_the_nvrtc_log()
     {
+        Requires.Nvrtc();
         const string src = "extern \"C\" __global__ void k(float* p) { p[0] = undefined_name; }";
         var e = Assert.Throws<KernelCompileException>(() => NvrtcCompiler.Compile("broken.cu", src, [], ["-arch=sm_80"]));
         Assert.Contains("undefined_name", e.Message);
@@ -113,6 +118,7 @@ public class NvrtcCompileTests
     [Fact]
     public void Nvrtc_reports_its_version_and_sm_80_and_sm_90_targets()
     {
+        Requires.Nvrtc();
         var (major, _) = NvrtcCompiler.Version;
         Assert.True(major >= 11);
         var archs = NvrtcCompiler.SupportedArchs();

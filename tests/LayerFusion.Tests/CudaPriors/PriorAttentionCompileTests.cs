@@ -4,6 +4,7 @@ using LayerFusion.Core.Fusion;
 using LayerFusion.Cuda;
 using LayerFusion.Cuda.Fusion;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.CudaPriors;
 
@@ -49,6 +50,7 @@ public class PriorAttentionCompileTests
     [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_compiles_without_warnings(string spec, string arch)
     {
+        Requires.Nvrtc();
         var s = Parse(spec);
         var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
         Assert.True(result.IsCubin);
@@ -70,6 +72,7 @@ public class PriorAttentionCompileTests
     [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_has_no_stack_frame_or_spills_and_fits_the_register_file(string spec, string arch)
     {
+        Requires.Nvrtc();
         var s = Parse(spec);
         var (regs, frame, spills) = PtxasReport(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
         TestContext.Current.SendDiagnosticMessage($"{arch} {string.Join(" ", s.Defines)} [{s.Storage}]: {regs} registers");
@@ -81,6 +84,7 @@ public class PriorAttentionCompileTests
     [Fact]
     public void The_report_shows_a_stack_frame_when_there_is_one()
     {
+        Requires.Nvrtc();
         // a register array written at run-time indices must live in local memory: the check has to see it
         const string src = """
             extern "C" __global__ void k(float* p, int i)
@@ -97,6 +101,7 @@ public class PriorAttentionCompileTests
     [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_ptx_uses_tensor_cores_and_no_local_memory(string spec, string arch)
     {
+        Requires.Nvrtc();
         // local memory (a register array indexed at run time, or spills at the PTX level) would be
         // an order of magnitude slower; ptxas spills are only visible on the device (resource report)
         var s = Parse(spec);
@@ -115,6 +120,7 @@ public class PriorAttentionCompileTests
     [InlineData("sm_90")]
     public void Mask_kernels_compile_without_warnings(string arch)
     {
+        Requires.Nvrtc();
         foreach (var t in Enum.GetValues<StorageType>())
         {
             var s = KernelCatalog.Plain(CudaPriorAttention.MasksFile, t);
@@ -128,6 +134,7 @@ public class PriorAttentionCompileTests
     [Fact]
     public void Unsupported_specializations_fail_to_compile_with_a_clear_message()
     {
+        Requires.Nvrtc();
         var fp32 = CudaPriorAttention.Spec(StorageType.F32, 64, 4, 10, PriorAttentionOptions.None, false, false);
         var e = Assert.Throws<KernelCompileException>(() => NvrtcCompiler.Compile(fp32.File, KernelSources.Get(fp32.File), KernelSources.Headers, fp32.Options("sm_80")));
         Assert.Contains("fp16", e.Log);
