@@ -208,14 +208,7 @@ public sealed unsafe class CudaOps : IOps, IDisposable
     {
         var fn = _functions.GetOrAdd((spec, name), key =>
         {
-            var module = _modules.GetOrAdd(key.Item1, s =>
-            {
-                var compiled = Cache.GetOrCompile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(_target), _target);
-                Device.MakeCurrent();
-                IntPtr m;
-                fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out m, image), $"cuModuleLoadData({s})");
-                return m;
-            });
+            var module = _modules.GetOrAdd(key.Item1, s => LoadModule(Device, Cache, s, _target));
             Driver.Check(Driver.cuModuleGetFunction(out var f, module, key.Item2), $"cuModuleGetFunction({key.Item2})");
             return f;
         });
@@ -224,6 +217,16 @@ public sealed unsafe class CudaOps : IOps, IDisposable
                 "cuFuncSetAttribute");
         return fn;
     }
+
+    /// <summary>The module of <paramref name="spec"/> loaded on the device (a cached image the driver refuses is recompiled).</summary>
+    internal static IntPtr LoadModule(CudaDevice device, KernelCache cache, ModuleSpec spec, string target) =>
+        cache.GetOrLoad(spec.File, KernelSources.Get(spec.File), KernelSources.Headers, spec.Options(target), target, compiled =>
+        {
+            device.MakeCurrent();
+            IntPtr m;
+            fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out m, image), $"cuModuleLoadData({spec})");
+            return m;
+        });
 
     void Launch(ModuleSpec spec, string name, (uint, uint, uint) grid, uint block, KernelArgs args, uint shared = 0)
     {
