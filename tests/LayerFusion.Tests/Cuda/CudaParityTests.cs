@@ -23,7 +23,8 @@ public sealed class CudaFixture : IDisposable
         {
             if (!_ops.TryGetValue(storage, out var ops))
             {
-                ops = new CudaOps(Device, storage) { PoisonOutputs = true, SynchronizeEachOp = true };
+                try { ops = new CudaOps(Device, storage) { PoisonOutputs = true, SynchronizeEachOp = true }; }
+                catch (LayerFusion.Cuda.Interop.CudaUnavailableException e) { Requires.Device(false, e.Message); throw; }
                 _ops[storage] = ops;
             }
             return ops;
