@@ -77,6 +77,25 @@ public class UNetConfigFieldTests
     }
 
     [Fact]
+    public void The_cli_refuses_an_unimplemented_field_in_one_error_line()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.Sub("tiny");
+        TinyCheckpoint.Write(dir, CheckpointLayout.DiffusersFolder, 3, DType.F16, TinyCheckpoint.DefaultConfigs());
+        var path = Path.Combine(dir, "unet", "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json["timestep_post_act"] = "mish";
+        File.WriteAllText(path, json.ToJsonString());
+        var (code, _, err) = LayerFusion.Tests.Cli.SdxlCliTests.Run("sdxl", "--model", dir, "--prompt", "a cat", "--steps", "1",
+            "--width", "64", "--height", "64", "--out", tmp.Sub("x.png"));
+        Assert.Equal(2, code);
+        var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains("timestep_post_act", line);
+        Assert.False(File.Exists(tmp.Sub("x.png")));
+    }
+
+    [Fact]
     public void An_implemented_field_reaches_the_model_through_a_diffusers_folder_load()
     {
         using var tmp = new TempDir();
