@@ -16,8 +16,9 @@ public sealed class CudaUnavailableException(string message, Exception? inner = 
 /// Resolves our logical library names to the versioned shared objects of CUDA 13, 12 or 11
 /// (no toolkit install assumed: driver's libcuda.so.1, pip/Debian NVRTC and cuBLAS). Where a driver
 /// loads, the newest major it supports (cuDriverGetVersion) comes first and newer majors last: a
-/// CUDA 13 cuBLAS or PTX does not run on a CUDA 12 driver. Each name is tried in every folder
-/// before the next name, so a newer library in an earlier folder does not shadow a fitting one.
+/// CUDA 13 cuBLAS or PTX does not run on a CUDA 12 driver. Within LAYERFUSION_CUDA_LIB_DIR each
+/// name is tried in every folder before the next name, so a newer library in an earlier folder does
+/// not shadow a fitting one; those folders are tried before the system's.
 /// Overrides: LAYERFUSION_CUDA_LIB_DIR (a folder probed first for every library) and one
 /// variable per library holding a full path (LAYERFUSION_LIBCUDA, LAYERFUSION_NVRTC,
 /// LAYERFUSION_CUBLAS, LAYERFUSION_CUBLASLT). A per-library variable set to "none" makes that
@@ -177,13 +178,14 @@ public static class NativeLibraries
         if (!string.IsNullOrWhiteSpace(single)) yield return single;
         var dirs = (Environment.GetEnvironmentVariable(LibDirVariable) ?? "")
             .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
-        foreach (var n in OrderForDriver(CandidateNames(lib), driverVersion))
-        {
+        var names = OrderForDriver(CandidateNames(lib), driverVersion);
+        // the folders we are pointed at win over the system's (a stand-in or chosen toolkit there is
+        // meant); within them, each name is tried in every folder before the next name
+        foreach (var n in names)
             foreach (var part in dirs) yield return Path.Combine(part, n);
-            // bare names: the dynamic loader's own search (ld.so.cache, LD_LIBRARY_PATH)
-            yield return n;
-            yield return Path.Combine("/usr/local/cuda/lib64", n);
-        }
+        // bare names: the dynamic loader's own search (ld.so.cache, LD_LIBRARY_PATH)
+        foreach (var n in names) yield return n;
+        foreach (var n in names) yield return Path.Combine("/usr/local/cuda/lib64", n);
     }
 
     static string Describe(CudaLibrary lib) => lib switch
