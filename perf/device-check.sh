@@ -40,11 +40,13 @@ if [ ! -x "$exe" ]; then
 fi
 
 # CUDA 13/12/11 user-space libraries: the toolkit's lib64, the distribution's, or pip's nvidia-* wheels.
+# Every folder that has one goes on the list; which major is loaded is NativeLibraries' choice, by the
+# driver's cuDriverGetVersion (the newest major <= the driver's), not the newest file found here.
 dirs=()
 for pattern in 'libnvrtc.so.1[1-3]*' 'libcublas.so.1[1-3]*' 'libcublasLt.so.1[1-3]*' 'libcuda.so.1'; do
   while IFS= read -r f; do dirs+=("$(dirname "$f")"); done < <(
     find /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib /usr/local/nvidia /usr/lib/x86_64-linux-gnu /opt /usr/local/lib \
-      -maxdepth 10 -name "$pattern" -not -path '*/compat/*' -not -path '*/stubs/*' 2>/dev/null | sort -rV | head -3)
+      -maxdepth 10 -name "$pattern" -not -path '*/compat/*' -not -path '*/stubs/*' 2>/dev/null | sort -rV)
 done
 libdir=$(printf '%s\n' "${dirs[@]}" | awk '!seen[$0]++' | paste -sd: -)
 export LAYERFUSION_CUDA_LIB_DIR=$libdir

@@ -38,11 +38,25 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         Cache = cache ?? new KernelCache();
         _target = ChooseTarget(device.Arch, NvrtcCompiler.SupportedArchs());
         device.MakeCurrent();
-        Cublas.Check(Cublas.cublasCreate(out _cublas), "cublasCreate");
-        Cublas.Check(Cublas.cublasSetStream(_cublas, device.Stream), "cublasSetStream");
-        Cublas.Check(Cublas.cublasSetMathMode(_cublas, Cublas.CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION), "cublasSetMathMode");
-        Cublas.Check(CublasLt.cublasLtCreate(out _cublasLt), "cublasLtCreate");
-        Driver.Check(Driver.cuMemAlloc(out _ltWorkspace, (nuint)LtWorkspaceBytes), "cuMemAlloc");
+        device.AddRef();
+        try
+        {
+            // cuBLAS that cannot initialise here (a library newer than the driver, no memory for its
+            // handle) means the backend is unavailable, like a missing library: callers fall back
+            // and tests skip with the reason, instead of every GPU test failing.
+            CreateHandle(Cublas.cublasCreate(out _cublas), "cublasCreate", CudaLibrary.Cublas);
+            Cublas.Check(Cublas.cublasSetStream(_cublas, device.Stream), "cublasSetStream");
+            Cublas.Check(Cublas.cublasSetMathMode(_cublas, Cublas.CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION), "cublasSetMathMode");
+            CreateHandle(CublasLt.cublasLtCreate(out _cublasLt), "cublasLtCreate", CudaLibrary.CublasLt);
+            Driver.Check(Driver.cuMemAlloc(out _ltWorkspace, (nuint)LtWorkspaceBytes), "cuMemAlloc");
+        }
+        catch
+        {
+            if (_cublasLt != IntPtr.Zero) CublasLt.cublasLtDestroy(_cublasLt);
+            if (_cublas != IntPtr.Zero) Cublas.cublasDestroy(_cublas);
+            device.Release();
+            throw;
+        }
         _arena = new BumpAllocator(bytes =>
         {
             Driver.Check(Driver.cuMemAlloc(out var p, (nuint)bytes), "cuMemAlloc(arena)");
@@ -51,8 +65,21 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         SynchronizeEachOp = Environment.GetEnvironmentVariable("LAYERFUSION_CUDA_SYNC") == "1";
     }
 
-    /// <summary>Opens device 0 and a backend on it; throws <see cref="CudaUnavailableException"/> when CUDA cannot run here.</summary>
-    public static CudaOps Create(StorageType storage = StorageType.F16) => new(CudaDevice.Open(), storage);
+    void CreateHandle(int status, string call, CudaLibrary lib)
+    {
+        if (status == 0) return;
+        throw new CudaUnavailableException(
+            $"CUDA backend unavailable: {call} failed: cublasStatus {status} ({NativeLibraries.LoadedFrom(lib) ?? lib.ToString()}; the driver supports CUDA " +
+            $"{Device.DriverVersion / 1000}.{Device.DriverVersion % 1000 / 10}): install the cuBLAS of that CUDA major or older, or " +
+            $"point {NativeLibraries.OverrideVariable(lib)} at it; --backend cpu does not need it.");
+    }
+
+    /// <summary>Opens device 0 and a backend that owns it; throws <see cref="CudaUnavailableException"/> when CUDA cannot run here.</summary>
+    public static CudaOps Create(StorageType storage = StorageType.F16)
+    {
+        using var device = CudaDevice.Open();
+        return new CudaOps(device, storage);   // the backend's reference keeps the device; the opener's goes here
+    }
 
     /// <summary>
     /// For the CLI's default backend choice: a backend on device 0, or null and the one-line reason
@@ -60,12 +87,11 @@ public sealed unsafe class CudaOps : IOps, IDisposable
     /// </summary>
     public static CudaOps? TryCreate(StorageType storage, out string reason)
     {
-        var device = CudaDevice.TryOpen(out reason);
+        using var device = CudaDevice.TryOpen(out reason);
         if (device is null) return null;
         try { return new CudaOps(device, storage); }
         catch (CudaUnavailableException e)
         {
-            device.Dispose();
             reason = e.Message;
             return null;
         }
@@ -218,14 +244,7 @@ public sealed unsafe class CudaOps : IOps, IDisposable
     {
         var fn = _functions.GetOrAdd((spec, name), key =>
         {
-            var module = _modules.GetOrAdd(key.Item1, s =>
-            {
-                var compiled = Cache.GetOrCompile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(_target), _target);
-                Device.MakeCurrent();
-                IntPtr m;
-                fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out m, image), $"cuModuleLoadData({s})");
-                return m;
-            });
+            var module = _modules.GetOrAdd(key.Item1, s => LoadModule(Device, Cache, s, _target));
             Driver.Check(Driver.cuModuleGetFunction(out var f, module, key.Item2), $"cuModuleGetFunction({key.Item2})");
             return f;
         });
@@ -234,6 +253,16 @@ public sealed unsafe class CudaOps : IOps, IDisposable
                 "cuFuncSetAttribute");
         return fn;
     }
+
+    /// <summary>The module of <paramref name="spec"/> loaded on the device (a cached image the driver refuses is recompiled).</summary>
+    internal static IntPtr LoadModule(CudaDevice device, KernelCache cache, ModuleSpec spec, string target) =>
+        cache.GetOrLoad(spec.File, KernelSources.Get(spec.File), KernelSources.Headers, spec.Options(target), target, compiled =>
+        {
+            device.MakeCurrent();
+            IntPtr m;
+            fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out m, image), $"cuModuleLoadData({spec})");
+            return m;
+        });
 
     void Launch(ModuleSpec spec, string name, (uint, uint, uint) grid, uint block, KernelArgs args, uint shared = 0)
     {
@@ -792,5 +821,6 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         Cublas.cublasDestroy(_cublas);
         CublasLt.cublasLtDestroy(_cublasLt);
         Driver.cuMemFree(_ltWorkspace);
+        Device.Release();
     }
 }

@@ -16,6 +16,12 @@ public sealed record AutoencoderKLConfig
 
     public static AutoencoderKLConfig Read(ConfigReader r)
     {
+        UnsupportedConfig.Check(r, "AutoencoderKL decoder",
+        [
+            UnsupportedConfig.MustBe("norm_type", "group"),
+            new UnsupportedConfig.Rule("mid_block_add_attention", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
+            new UnsupportedConfig.Rule("use_post_quant_conv", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
+        ]);
         var d = new AutoencoderKLConfig();
         var c = new AutoencoderKLConfig
         {

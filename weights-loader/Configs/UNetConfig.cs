@@ -30,14 +30,58 @@ public sealed record UNetConfig
     public int ProjectionClassEmbeddingsInputDim { get; init; } = 2816;
     public int ConvInKernel { get; init; } = 3;
     public int ConvOutKernel { get; init; } = 3;
+    /// <summary>diffusers center_input_sample: the model sees 2 * sample - 1.</summary>
+    public bool CenterInputSample { get; init; }
+    /// <summary>diffusers time_embedding_act_fn: an activation on the summed time (+ add) embedding, before the resnets' own SiLU.</summary>
+    public string? TimeEmbeddingActFn { get; init; }
+    /// <summary>diffusers timestep_post_act: an activation after time_embedding's linear_2 (not the add embedding's).</summary>
+    public string? TimestepPostAct { get; init; }
+    /// <summary>diffusers mid_block_scale_factor: the mid block resnets' output_scale_factor.</summary>
+    public double MidBlockScaleFactor { get; init; } = 1;
     public int Levels => BlockOutChannels.Length;
     public int TimeEmbedDim => BlockOutChannels[0] * 4;
 
     /// <summary>Upper bound on the transformer blocks a config may imply (SDXL: 70; bound computed as if every level had attention).</summary>
     public const int MaxTransformerBlocks = 4096;
 
+    /// <summary>Activations diffusers' get_activation knows that our ops implement (mish and relu are refused).</summary>
+    public static readonly IReadOnlyList<string> SupportedActivations = ["silu", "swish", "gelu"];
+
+    /// <summary>
+    /// Fields that would make diffusers build another model than ours are refused here, so every load
+    /// path refuses them. resnet_out_scale_factor, resnet_skip_time_act and mid_block_only_cross_attention
+    /// only reach block types we do not build (ResnetDownsampleBlock2D, the Simple cross-attention
+    /// blocks), so they are accepted with any value; dropout does nothing at inference.
+    /// </summary>
+    static readonly UnsupportedConfig.Rule[] Unsupported =
+    [
+        UnsupportedConfig.MustBeNull("reverse_transformer_layers_per_block"),
+        UnsupportedConfig.MustBeNull("class_embed_type"),
+        UnsupportedConfig.MustBeNull("num_class_embeds"),
+        UnsupportedConfig.MustBeNull("encoder_hid_dim"),
+        UnsupportedConfig.MustBeNull("encoder_hid_dim_type"),
+        UnsupportedConfig.MustBeNull("time_cond_proj_dim"),
+        UnsupportedConfig.MustBeNull("time_embedding_dim"),
+        UnsupportedConfig.MustBeNull("cross_attention_norm"),
+        UnsupportedConfig.MustBe("time_embedding_type", "positional"),
+        UnsupportedConfig.MustBe("resnet_time_scale_shift", "default"),
+        UnsupportedConfig.MustBe("attention_type", "default"),
+        UnsupportedConfig.MustBeFalse("only_cross_attention"),
+        UnsupportedConfig.MustBeFalse("dual_cross_attention"),
+        UnsupportedConfig.MustBeFalse("class_embeddings_concat"),
+    ];
+
+    static string? Activation(ConfigReader r, string key)
+    {
+        var name = r.OptionalString(key)?.ToLowerInvariant();   // diffusers lower-cases the name
+        r.Require(name is null || SupportedActivations.Contains(name), key,
+            $"'{name}' is not supported (supported: null, {string.Join(", ", SupportedActivations)})");
+        return name;
+    }
+
     public static UNetConfig Read(ConfigReader r)
     {
+        UnsupportedConfig.Check(r, "UNet2DConditionModel", Unsupported);
         var d = new UNetConfig();
         var blocks = r.Ints("block_out_channels", d.BlockOutChannels, 1, 1 << 16);
         int n = blocks.Length;
@@ -69,7 +113,12 @@ public sealed record UNetConfig
             ProjectionClassEmbeddingsInputDim = r.Int("projection_class_embeddings_input_dim", d.ProjectionClassEmbeddingsInputDim, 1, 1 << 20),
             ConvInKernel = r.Int("conv_in_kernel", d.ConvInKernel, 1, 15),
             ConvOutKernel = r.Int("conv_out_kernel", d.ConvOutKernel, 1, 15),
+            CenterInputSample = r.Bool("center_input_sample", false),
+            TimeEmbeddingActFn = Activation(r, "time_embedding_act_fn"),
+            TimestepPostAct = Activation(r, "timestep_post_act"),
+            MidBlockScaleFactor = r.Double("mid_block_scale_factor", d.MidBlockScaleFactor),
         };
+        r.Require(double.IsFinite(c.MidBlockScaleFactor) && c.MidBlockScaleFactor > 0, "mid_block_scale_factor", "must be a finite number > 0");
         r.Require(c.DownBlockTypes.Length == n, "down_block_types", $"must have one entry per block_out_channels ({n})");
         r.Require(c.UpBlockTypes.Length == n, "up_block_types", $"must have one entry per block_out_channels ({n})");
         r.Require(c.TransformerLayersPerBlock.Length == n, "transformer_layers_per_block", $"must have {n} entries");
@@ -82,7 +131,13 @@ public sealed record UNetConfig
         for (int i = 0; i < n; i++)
         {
             r.Require(blocks[i] % c.NormNumGroups == 0, "block_out_channels", $"entry {i} ({blocks[i]}) must be divisible by norm_num_groups ({c.NormNumGroups})");
-            r.Require(blocks[i] % c.NumAttentionHeads[i] == 0, "attention_head_dim", $"head count {c.NumAttentionHeads[i]} must divide block_out_channels[{i}] ({blocks[i]})");
+            // heads matter only where a level has attention: its down block, the up block that mirrors
+            // it, or the mid block (the last level); a DownBlock2D/UpBlock2D level ignores its entry
+            bool attention = c.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)
+                || c.UpBlockTypes[n - 1 - i].StartsWith("CrossAttn", StringComparison.Ordinal)
+                || (i == n - 1 && c.MidBlockType.Contains("CrossAttn", StringComparison.Ordinal));
+            if (attention)
+                r.Require(blocks[i] % c.NumAttentionHeads[i] == 0, "attention_head_dim", $"head count {c.NumAttentionHeads[i]} must divide block_out_channels[{i}] ({blocks[i]}) at a level with attention");
         }
         return c;
     }

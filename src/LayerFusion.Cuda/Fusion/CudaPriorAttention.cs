@@ -149,14 +149,7 @@ public sealed unsafe class CudaPriorAttention : IDisposable
         var key = spec + "|" + entry;
         var fn = _functions.GetOrAdd(key, _ =>
         {
-            var module = _modules.GetOrAdd(spec.ToString(), _ =>
-            {
-                var compiled = _ops.Cache.GetOrCompile(spec.File, KernelSources.Get(spec.File), KernelSources.Headers, spec.Options(_target), _target);
-                _ops.Device.MakeCurrent();
-                IntPtr m;
-                fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out m, image), $"cuModuleLoadData({spec})");
-                return m;
-            });
+            var module = _modules.GetOrAdd(spec.ToString(), _ => CudaOps.LoadModule(_ops.Device, _ops.Cache, spec, _target));
             Driver.Check(Driver.cuModuleGetFunction(out var f, module, entry), $"cuModuleGetFunction({entry})");
             return f;
         });

@@ -14,10 +14,16 @@ public sealed class CudaUnavailableException(string message, Exception? inner = 
 
 /// <summary>
 /// Resolves our logical library names to the versioned shared objects of CUDA 13, 12 or 11
-/// (no toolkit install assumed: driver's libcuda.so.1, pip/Debian NVRTC and cuBLAS).
+/// (no toolkit install assumed: driver's libcuda.so.1, pip/Debian NVRTC and cuBLAS). Where a driver
+/// loads, the newest major it supports (cuDriverGetVersion) comes first and newer majors last: a
+/// CUDA 13 cuBLAS or PTX does not run on a CUDA 12 driver. Within LAYERFUSION_CUDA_LIB_DIR each
+/// name is tried in every folder before the next name, so a newer library in an earlier folder does
+/// not shadow a fitting one; those folders are tried before the system's.
 /// Overrides: LAYERFUSION_CUDA_LIB_DIR (a folder probed first for every library) and one
 /// variable per library holding a full path (LAYERFUSION_LIBCUDA, LAYERFUSION_NVRTC,
-/// LAYERFUSION_CUBLAS, LAYERFUSION_CUBLASLT).
+/// LAYERFUSION_CUBLAS, LAYERFUSION_CUBLASLT). A per-library variable set to "none" makes that
+/// library count as absent without probing (how a machine that has it runs as one that lacks it:
+/// the fresh-machine test run and the skip/fail paths are checked that way).
 /// </summary>
 public static class NativeLibraries
 {
@@ -28,8 +34,16 @@ public static class NativeLibraries
 
     public const string LibDirVariable = "LAYERFUSION_CUDA_LIB_DIR";
 
+    /// <summary>The value of a per-library override that hides the library.</summary>
+    public const string Hidden = "none";
+
+    /// <summary>True when the library's override variable is "none".</summary>
+    public static bool IsHidden(CudaLibrary lib) =>
+        string.Equals(Environment.GetEnvironmentVariable(OverrideVariable(lib))?.Trim(), Hidden, StringComparison.OrdinalIgnoreCase);
+
     static readonly Lock Gate = new();
     static readonly Dictionary<CudaLibrary, IntPtr> Loaded = new();
+    static readonly Dictionary<CudaLibrary, string> LoadedNames = new();
     static bool _registered;
 
     /// <summary>Candidate file names, newest CUDA first.</summary>
@@ -81,6 +95,10 @@ public static class NativeLibraries
     {
         EnsureRegistered();
         if (TryLoad(lib, out var handle, out var tried)) return handle;
+        if (IsHidden(lib))
+            throw new CudaUnavailableException(
+                $"CUDA backend unavailable: {Describe(lib)} is hidden ({OverrideVariable(lib)}={Hidden}); " +
+                "unset it to use the installed one; the CPU backend (--backend cpu) does not need it.");
         throw new CudaUnavailableException(
             $"CUDA backend unavailable: {Describe(lib)} not found (tried {string.Join(", ", tried)}). " +
             $"Install it, or set {OverrideVariable(lib)} to its full path or {LibDirVariable} to its folder; " +
@@ -91,14 +109,18 @@ public static class NativeLibraries
     {
         tried = [];
         lock (Gate)
+            if (Loaded.TryGetValue(lib, out handle)) return true;
+        var driverVersion = lib == CudaLibrary.Driver ? null : DriverVersion();
+        lock (Gate)
         {
             if (Loaded.TryGetValue(lib, out handle)) return true;
-            foreach (var candidate in Candidates(lib))
+            foreach (var candidate in Candidates(lib, driverVersion))
             {
                 tried.Add(candidate);
                 if (NativeLibrary.TryLoad(candidate, out handle))
                 {
                     Loaded[lib] = handle;
+                    LoadedNames[lib] = candidate;
                     return true;
                 }
             }
@@ -107,18 +129,63 @@ public static class NativeLibraries
         }
     }
 
-    static IEnumerable<string> Candidates(CudaLibrary lib)
+    /// <summary>The file name or path the library was loaded from, or null when it is not loaded.</summary>
+    public static string? LoadedFrom(CudaLibrary lib)
     {
+        lock (Gate) return LoadedNames.GetValueOrDefault(lib);
+    }
+
+    /// <summary>cuDriverGetVersion (e.g. 12040) where the driver library loads, else null.</summary>
+    public static unsafe int? DriverVersion()
+    {
+        if (!TryLoad(CudaLibrary.Driver, out var driver, out _)) return null;
+        if (!NativeLibrary.TryGetExport(driver, "cuDriverGetVersion", out var fn)) return null;
+        int version;
+        return ((delegate* unmanaged<int*, int>)fn)(&version) == 0 && version > 0 ? version : null;
+    }
+
+    /// <summary>The CUDA major of a versioned name (libcublas.so.12 -> 12, libnvrtc.so.11.2 -> 11), or null.</summary>
+    public static int? MajorOf(string fileName)
+    {
+        var at = fileName.LastIndexOf(".so.", StringComparison.Ordinal);
+        if (at < 0) return null;
+        var rest = fileName[(at + 4)..];
+        var end = rest.IndexOf('.');
+        return int.TryParse(end < 0 ? rest : rest[..end], out var major) ? major : null;
+    }
+
+    /// <summary>
+    /// <paramref name="names"/> (newest first) ordered for a driver of <paramref name="driverVersion"/>:
+    /// majors the driver supports, newest first, then unversioned names, then newer majors (a last
+    /// resort whose failure then names itself). Without a driver the order is kept.
+    /// </summary>
+    public static IReadOnlyList<string> OrderForDriver(IReadOnlyList<string> names, int? driverVersion)
+    {
+        if (driverVersion is not { } v) return names;
+        int driverMajor = v / 1000;
+        return names
+            .Select((n, i) => (n, i, major: MajorOf(n)))
+            .OrderBy(x => x.major is null ? 1 : x.major <= driverMajor ? 0 : 2)
+            .ThenBy(x => x.i)
+            .Select(x => x.n)
+            .ToArray();
+    }
+
+    static IEnumerable<string> Candidates(CudaLibrary lib, int? driverVersion)
+    {
+        if (IsHidden(lib)) yield break;
         var single = Environment.GetEnvironmentVariable(OverrideVariable(lib));
         if (!string.IsNullOrWhiteSpace(single)) yield return single;
-        var dir = Environment.GetEnvironmentVariable(LibDirVariable);
-        if (!string.IsNullOrWhiteSpace(dir))
-            foreach (var part in dir.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-                foreach (var n in CandidateNames(lib))
-                    yield return Path.Combine(part, n);
+        var dirs = (Environment.GetEnvironmentVariable(LibDirVariable) ?? "")
+            .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
+        var names = OrderForDriver(CandidateNames(lib), driverVersion);
+        // the folders we are pointed at win over the system's (a stand-in or chosen toolkit there is
+        // meant); within them, each name is tried in every folder before the next name
+        foreach (var n in names)
+            foreach (var part in dirs) yield return Path.Combine(part, n);
         // bare names: the dynamic loader's own search (ld.so.cache, LD_LIBRARY_PATH)
-        foreach (var n in CandidateNames(lib)) yield return n;
-        foreach (var n in CandidateNames(lib)) yield return Path.Combine("/usr/local/cuda/lib64", n);
+        foreach (var n in names) yield return n;
+        foreach (var n in names) yield return Path.Combine("/usr/local/cuda/lib64", n);
     }
 
     static string Describe(CudaLibrary lib) => lib switch

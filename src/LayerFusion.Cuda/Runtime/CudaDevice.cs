@@ -7,10 +7,21 @@ namespace LayerFusion.Cuda.Runtime;
 /// One GPU: the driver initialised, its primary context retained, one non-blocking stream.
 /// <see cref="Open"/> fails with a single <see cref="CudaUnavailableException"/> that says what is
 /// missing (driver library, device) so callers can fall back to the CPU backend.
+/// Reference-counted: the opener's <see cref="Dispose"/> and every backend built on the device
+/// (<see cref="AddRef"/>/<see cref="Release"/>) each hold one; the stream is destroyed and the
+/// primary context released when the last goes.
 /// </summary>
 public sealed unsafe class CudaDevice : IDisposable
 {
-    [ThreadStatic] static IntPtr _currentOnThread;
+    // Which device instance last made its context current on this thread. An instance number, not
+    // the context handle: a released and re-retained primary context can come back at the same
+    // address, and a thread that cached the old one must still call cuCtxSetCurrent.
+    [ThreadStatic] static long _currentOnThread;
+    static long _instances;
+    readonly long _instance = Interlocked.Increment(ref _instances);
+    readonly Lock _refGate = new();
+    int _references = 1;
+    bool _openerReleased;
 
     CudaDevice(int ordinal, int handle, IntPtr context, IntPtr stream)
     {
@@ -75,9 +86,20 @@ public sealed unsafe class CudaDevice : IDisposable
         Driver.Check(Driver.cuDeviceGet(out var handle, ordinal), "cuDeviceGet");
         Driver.Check(Driver.cuDevicePrimaryCtxRetain(out var ctx, handle), "cuDevicePrimaryCtxRetain");
         Driver.Check(Driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
-        Driver.Check(Driver.cuStreamCreate(out var stream, Driver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-        _currentOnThread = ctx;
-        return new CudaDevice(ordinal, handle, ctx, stream);
+        IntPtr stream = IntPtr.Zero;
+        try
+        {
+            Driver.Check(Driver.cuStreamCreate(out stream, Driver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+            var device = new CudaDevice(ordinal, handle, ctx, stream);
+            _currentOnThread = device._instance;
+            return device;
+        }
+        catch
+        {
+            if (stream != IntPtr.Zero) Driver.cuStreamDestroy(stream);
+            Driver.cuDevicePrimaryCtxRelease(handle);
+            throw;
+        }
     }
 
     /// <summary>Opens device 0, or returns null with the reason (for tests that must skip, and the CLI's fallback).</summary>
@@ -98,9 +120,32 @@ public sealed unsafe class CudaDevice : IDisposable
     /// <summary>Makes the primary context current on the calling thread (thread-pool threads start with none).</summary>
     public void MakeCurrent()
     {
-        if (_currentOnThread == Context) return;
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _references) == 0, this);
+        if (_currentOnThread == _instance) return;
         Driver.Check(Driver.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
-        _currentOnThread = Context;
+        _currentOnThread = _instance;
+    }
+
+    /// <summary>Takes one more reference (a backend built on this device); pair with <see cref="Release"/>.</summary>
+    public CudaDevice AddRef()
+    {
+        lock (_refGate)
+        {
+            ObjectDisposedException.ThrowIf(_references == 0, this);
+            _references++;
+        }
+        return this;
+    }
+
+    /// <summary>Drops a reference taken by <see cref="AddRef"/>; the last one releases the device.</summary>
+    public void Release()
+    {
+        lock (_refGate)
+        {
+            if (_references == 0) return;
+            if (--_references > 0) return;
+        }
+        Destroy();
     }
 
     public void Synchronize()
@@ -118,16 +163,24 @@ public sealed unsafe class CudaDevice : IDisposable
         return Encoding.UTF8.GetString(buf, n);
     }
 
-    bool _disposed;
+    /// <summary>Drops the opener's reference (once); the device is released when no backend holds it either.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        MakeCurrent();
+        lock (_refGate)
+        {
+            if (_openerReleased) return;
+            _openerReleased = true;
+        }
+        Release();
+    }
+
+    void Destroy()
+    {
+        Driver.cuCtxSetCurrent(Context);
         Driver.cuStreamSynchronize(Stream);
         Driver.cuStreamDestroy(Stream);
         Driver.cuDevicePrimaryCtxRelease(Handle);
-        _currentOnThread = IntPtr.Zero;
+        _currentOnThread = 0;
     }
 }
 

@@ -13,7 +13,11 @@ public sealed class KernelCompileException(string kernel, IReadOnlyList<string> 
 }
 
 /// <summary>Compiled image: CUBIN for an exact sm_XY target, PTX for a compute_XY target.</summary>
-public sealed record CompiledKernel(byte[] Image, bool IsCubin, string Log);
+public sealed record CompiledKernel(byte[] Image, bool IsCubin, string Log)
+{
+    /// <summary>Served from the disk cache (not compiled by this process).</summary>
+    public bool FromDisk { get; init; }
+}
 
 /// <summary>Thin, safe wrapper over NVRTC.</summary>
 public static unsafe class NvrtcCompiler

@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using LayerFusion.Cuda.Interop;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
@@ -24,6 +25,7 @@ public class BindingTests
     [Fact]
     public void Every_nvrtc_binding_resolves_in_the_installed_library()
     {
+        Requires.Nvrtc();
         var handle = NativeLibraries.Require(CudaLibrary.Nvrtc);
         var names = Bindings().Where(b => b.Library == NativeLibraries.NvrtcName).Select(b => b.EntryPoint).ToArray();
         Assert.True(names.Length >= 12);
@@ -95,12 +97,26 @@ public class BindingTests
     }
 
     [Fact]
-    public void Probing_tries_cuda_13_then_12_then_11()
+    public void Without_a_driver_probing_tries_cuda_13_then_12_then_11()
     {
         Assert.Equal(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"], NativeLibraries.CandidateNames(CudaLibrary.Nvrtc));
         Assert.Equal(["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"], NativeLibraries.CandidateNames(CudaLibrary.Cublas));
         Assert.Equal(["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"], NativeLibraries.CandidateNames(CudaLibrary.CublasLt));
         Assert.Equal("libcuda.so.1", NativeLibraries.CandidateNames(CudaLibrary.Driver)[0]);
+    }
+
+    [Fact]
+    public void The_driver_picks_the_library_major()
+    {
+        var cublas = NativeLibraries.CandidateNames(CudaLibrary.Cublas);
+        // a CUDA 12.4 driver: 12 first, then 11, then the unversioned name; 13 only as a last resort
+        Assert.Equal(["libcublas.so.12", "libcublas.so.11", "libcublas.so", "libcublas.so.13"], NativeLibraries.OrderForDriver(cublas, 12040));
+        Assert.Equal(["libnvrtc.so.11.2", "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"],
+            NativeLibraries.OrderForDriver(NativeLibraries.CandidateNames(CudaLibrary.Nvrtc), 11080));
+        Assert.Equal(cublas, NativeLibraries.OrderForDriver(cublas, 13000));
+        Assert.Equal(cublas, NativeLibraries.OrderForDriver(cublas, null));   // no driver (compile-only machine): newest first
+        Assert.Equal(11, NativeLibraries.MajorOf("/opt/x/libnvrtc.so.11.2"));
+        Assert.Null(NativeLibraries.MajorOf("libcublas.so"));
     }
 
     [Fact]

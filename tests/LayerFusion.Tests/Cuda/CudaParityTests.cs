@@ -1,6 +1,7 @@
 using LayerFusion.Core.Tensors;
 using LayerFusion.Cuda;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
@@ -17,13 +18,14 @@ public sealed class CudaFixture : IDisposable
     /// <summary>The backend in <paramref name="storage"/>, or the test is reported as skipped, with the reason.</summary>
     public CudaOps Ops(StorageType storage)
     {
-        if (Device is null) Assert.Skip($"no CUDA device: {Reason}");
+        Requires.Device(Device is not null, Reason);
         EmulatedCuda.NoteTestRuns();
         lock (_ops)
         {
             if (!_ops.TryGetValue(storage, out var ops))
             {
-                ops = new CudaOps(Device, storage) { PoisonOutputs = true, SynchronizeEachOp = true };
+                try { ops = new CudaOps(Device, storage) { PoisonOutputs = true, SynchronizeEachOp = true }; }
+                catch (LayerFusion.Cuda.Interop.CudaUnavailableException e) { Requires.Device(false, e.Message); throw; }
                 _ops[storage] = ops;
             }
             return ops;

@@ -1,5 +1,6 @@
 using LayerFusion.Cuda;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
@@ -55,6 +56,7 @@ public class KernelCacheTests
     [Fact]
     public void Disk_cache_serves_a_second_instance_without_compiling()
     {
+        Requires.Nvrtc();
         var dir = Directory.CreateTempSubdirectory("lf-kcache-").FullName;
         try
         {
@@ -74,6 +76,86 @@ public class KernelCacheTests
             second.GetOrCompile(spec.File, KernelSources.Get(spec.File), KernelSources.Headers, spec.Options("sm_90"), "sm_90");
             Assert.Equal(1, second.Compilations);
             Assert.Equal(2, Directory.GetFiles(dir, "*.bin").Length);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>A host-side compiler: the image is the source and options' bytes, so damage is visible without NVRTC.</summary>
+    static KernelCache FakeCache(string dir, List<string> compiled) => new(dir, (name, source, headers, options) =>
+    {
+        lock (compiled) compiled.Add(name);
+        return new CompiledKernel(System.Text.Encoding.UTF8.GetBytes(source + "|" + string.Join(" ", options) + "\0"), true, "");
+    }, () => "fake-1.0");
+
+    static CompiledKernel Get(KernelCache c) => c.GetOrCompile("k.cu", "kernel source", Headers, Options, "sm_90");
+
+    public static TheoryData<string> Damages => new("truncated", "flipped", "old-format", "header-only");
+
+    [Theory, MemberData(nameof(Damages))]
+    public void A_damaged_disk_entry_is_evicted_and_recompiled(string damage)
+    {
+        var dir = Directory.CreateTempSubdirectory("lf-kcache-").FullName;
+        try
+        {
+            var compiled = new List<string>();
+            var good = Get(FakeCache(dir, compiled)).Image;
+            var file = Assert.Single(Directory.GetFiles(dir, "*.bin"));
+            var bytes = File.ReadAllBytes(file);
+            Assert.Equal(good, KernelCache.ReadEntry(bytes));
+            byte[] damaged = damage switch
+            {
+                "truncated" => bytes[..(bytes.Length - 5)],
+                "flipped" => bytes.Select((b, i) => i == bytes.Length - 3 ? (byte)(b ^ 0x10) : b).ToArray(),
+                "old-format" => good,   // a v1 entry: the bare image, no header
+                _ => bytes[..KernelCache.EntryHeaderBytes],
+            };
+            File.WriteAllBytes(file, damaged);
+            Assert.Null(KernelCache.ReadEntry(damaged));
+
+            var second = FakeCache(dir, compiled);
+            var again = Get(second);
+            Assert.Equal(good, again.Image);
+            Assert.False(again.FromDisk);
+            Assert.Equal((1, 0, 1), (second.Compilations, second.DiskHits, second.Evictions));
+            Assert.Equal(good, KernelCache.ReadEntry(File.ReadAllBytes(file)));   // rewritten whole
+
+            var third = FakeCache(dir, compiled);
+            Assert.True(Get(third).FromDisk);
+            Assert.Equal((0, 1, 0), (third.Compilations, third.DiskHits, third.Evictions));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void A_disk_image_the_driver_refuses_is_evicted_and_recompiled_once()
+    {
+        var dir = Directory.CreateTempSubdirectory("lf-kcache-").FullName;
+        try
+        {
+            var compiled = new List<string>();
+            Get(FakeCache(dir, compiled));
+            var cache = FakeCache(dir, compiled);
+            var loads = new List<bool>();
+            var loaded = cache.GetOrLoad("k.cu", "kernel source", Headers, Options, "sm_90", k =>
+            {
+                loads.Add(k.FromDisk);
+                // an entry intact on disk but made by a toolchain the driver rejects (e.g. a newer PTX ISA)
+                if (k.FromDisk) throw new LayerFusion.Cuda.Interop.CudaException("cuModuleLoadData failed: CUDA_ERROR_UNSUPPORTED_PTX_VERSION");
+                return k.Image.Length;
+            });
+            Assert.True(loaded > 0);
+            Assert.Equal([true, false], loads);
+            Assert.Equal((1, 1, 1), (cache.Compilations, cache.DiskHits, cache.Evictions));
+            // the fresh image is what the cache now holds, in memory and on disk
+            Assert.False(Get(cache).FromDisk);
+            Assert.Single(Directory.GetFiles(dir, "*.bin"));
+
+            // a freshly compiled image that fails to load is the caller's error, not retried forever
+            var fresh = FakeCache(Directory.CreateTempSubdirectory("lf-kcache-").FullName, compiled);
+            Assert.Throws<LayerFusion.Cuda.Interop.CudaException>(() => fresh.GetOrLoad("k.cu", "kernel source", Headers, Options, "sm_90",
+                new Func<CompiledKernel, int>(_ => throw new LayerFusion.Cuda.Interop.CudaException("cuModuleLoadData failed"))));
+            Assert.Equal(1, fresh.Compilations);
+            Directory.Delete(fresh.Directory!, true);
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -1,19 +1,18 @@
 using System.Diagnostics;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.Cuda;
 
 /// <summary>
 /// Runs one of tests/kernel-emulation's scripts (kernels/ sources compiled with g++ against the CPU
 /// emulator of the CUDA dialect) and returns its log after asserting it exited 0 with no FAIL line;
-/// skips, with the reason, where g++ is not installed.
+/// needs g++ (<see cref="Requires.Gpp"/>).
 /// </summary>
 internal static class KernelEmulation
 {
     public static async Task<string> RunAsync(string script, string tempPrefix)
     {
-        var gpp = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
-            .Select(d => Path.Combine(d, "g++")).FirstOrDefault(File.Exists);
-        if (gpp is null) Assert.Skip("g++ is not installed: the CPU emulation of the kernels cannot be built here");
+        Requires.Gpp();
         var root = NvrtcCompileTests.RepoRoot();
         var outDir = Directory.CreateTempSubdirectory(tempPrefix).FullName;
         try

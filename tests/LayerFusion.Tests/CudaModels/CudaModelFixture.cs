@@ -4,6 +4,7 @@ using LayerFusion.Cuda;
 using LayerFusion.Cuda.Runtime;
 using LayerFusion.Tests.Fusion;
 using CpuBackend = LayerFusion.Cpu.CpuOps;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.CudaModels;
 
@@ -35,7 +36,7 @@ public abstract class ModelPairFixture : IDisposable
     /// <summary>The fp16 backend and the fp32 VAE backend, or the test is reported as skipped.</summary>
     public (IOps Main, IOps Vae) Gpu()
     {
-        if (_main is null || _vae is null) Assert.Skip(_reason);
+        Requires.Device(_main is not null && _vae is not null, _reason);
         if (_main is CudaOps) LayerFusion.Tests.Cuda.EmulatedCuda.NoteTestRuns();
         return (_main, _vae);
     }
@@ -69,7 +70,7 @@ public sealed class CudaModelFixture() : ModelPairFixture(Create(out var reason)
         var main = CudaOps.TryCreate(StorageType.F16, out var why);
         if (main is null)
         {
-            reason = $"no usable CUDA device: {why}";
+            reason = why;
             return null;
         }
         reason = "";

@@ -4,13 +4,15 @@ using LayerFusion.Core.Fusion;
 using LayerFusion.Cuda;
 using LayerFusion.Cuda.Fusion;
 using LayerFusion.Cuda.Runtime;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.CudaPriors;
 
 /// <summary>
 /// The tensor-core prior attention and the mask kernels compile with the NVRTC found here (CI:
-/// Debian's libnvrtc 11.8) for sm_80 and sm_90 with an empty log (no warnings), in every
-/// specialization the engine and the benchmark use. No GPU needed.
+/// Debian's libnvrtc 11.8; CUDA 12/13 on a device) for sm_80 and sm_90 with no diagnostic in the log
+/// (no warnings; <see cref="LayerFusion.Tests.Cuda.CompileLog"/>), in every specialization the engine
+/// and the benchmark use. No GPU needed.
 /// </summary>
 public class PriorAttentionCompileTests
 {
@@ -49,38 +51,44 @@ public class PriorAttentionCompileTests
     [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_compiles_without_warnings(string spec, string arch)
     {
+        Requires.Nvrtc();
         var s = Parse(spec);
         var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
         Assert.True(result.IsCubin);
-        Assert.Equal("", result.Log);
+        Assert.True(LayerFusion.Tests.Cuda.CompileLog.Diagnostics(result.Log).Count == 0, result.Log);
         Assert.Contains("lf_prior_attention\0", Encoding.ASCII.GetString(result.Image));
     }
 
-    /// <summary>ptxas' report (--ptxas-options=-v, as NvrtcCompileTests reads it for the other kernels): (registers, stack frame, spill bytes).</summary>
-    static (int Registers, int Frame, int Spills) PtxasReport(string file, string source, IReadOnlyList<KeyValuePair<string, string>> headers, IEnumerable<string> options)
+    /// <summary>
+    /// ptxas' report (--ptxas-options=-v, read by <see cref="LayerFusion.Tests.Cuda.CompileLog"/> for every
+    /// toolkit): the entry's registers, its stack frame, and the spill bytes of the entry and every callee.
+    /// </summary>
+    static (int Registers, int Frame, int Spills) PtxasReport(string file, string source, IReadOnlyList<KeyValuePair<string, string>> headers,
+        IEnumerable<string> options, string entry = "lf_prior_attention")
     {
         var log = NvrtcCompiler.Compile(file, source, headers, [.. options, "--ptxas-options=-v"]).Log;
-        var frame = Regex.Match(log, @"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads");
-        var regs = Regex.Match(log, @"Used (\d+) registers");
-        Assert.True(frame.Success && regs.Success, $"no ptxas resource report in:\n{log}");
-        return (int.Parse(regs.Groups[1].Value), int.Parse(frame.Groups[1].Value),
-            int.Parse(frame.Groups[2].Value) + int.Parse(frame.Groups[3].Value));
+        var report = LayerFusion.Tests.Cuda.CompileLog.Resources(log);
+        var e = report.FirstOrDefault(f => f.IsEntry && f.Name == entry);
+        Assert.True(e is { Registers: not null }, $"no ptxas resource report for {entry} in:\n{log}");
+        return (e.Registers!.Value, report.Sum(f => f.StackFrame), report.Sum(f => f.SpillStores + f.SpillLoads));
     }
 
     [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_has_no_stack_frame_or_spills_and_fits_the_register_file(string spec, string arch)
     {
+        Requires.Nvrtc();
         var s = Parse(spec);
         var (regs, frame, spills) = PtxasReport(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
         TestContext.Current.SendDiagnosticMessage($"{arch} {string.Join(" ", s.Defines)} [{s.Storage}]: {regs} registers");
         Assert.Equal(0, frame);
         Assert.Equal(0, spills);
-        Assert.InRange(regs, 32, 255);
+        Assert.InRange(regs, 1, 255);   // a report was read; more than 255 would show as spills above
     }
 
     [Fact]
     public void The_report_shows_a_stack_frame_when_there_is_one()
     {
+        Requires.Nvrtc();
         // a register array written at run-time indices must live in local memory: the check has to see it
         const string src = """
             extern "C" __global__ void k(float* p, int i)
@@ -91,23 +99,27 @@ public class PriorAttentionCompileTests
                 p[0] = a[i & 63] + a[(i + 1) & 63];
             }
             """;
-        Assert.True(PtxasReport("frame.cu", src, [], ["--std=c++17", "-arch=sm_80"]).Frame >= 256);
+        Assert.True(PtxasReport("frame.cu", src, [], ["--std=c++17", "-arch=sm_80"], entry: "k").Frame >= 256);
     }
 
     [Theory, MemberData(nameof(Specs))]
     public void Prior_attention_ptx_uses_tensor_cores_and_no_local_memory(string spec, string arch)
     {
+        Requires.Nvrtc();
         // local memory (a register array indexed at run time, or spills at the PTX level) would be
         // an order of magnitude slower; ptxas spills are only visible on the device (resource report)
         var s = Parse(spec);
         var ptx = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch.Replace("sm_", "compute_")));
         Assert.False(ptx.IsCubin);
         var text = Encoding.ASCII.GetString(ptx.Image);
+        // the instructions our inline PTX asks for, and no local state space: no .local declaration
+        // (a local depot) and no ld/st.local, whatever else a newer NVRTC writes (comments, .loc lines)
+        var code = string.Join("\n", text.Split('\n').Where(l => !l.TrimStart().StartsWith("//", StringComparison.Ordinal)));
         var mma = s.Storage == StorageType.F16 ? "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" : "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
-        Assert.Contains(mma, text);
-        Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", text);
-        Assert.Contains("cp.async.cg.shared.global", text);
-        Assert.DoesNotContain(".local", text);
+        Assert.Contains(mma, code);
+        Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", code);
+        Assert.Contains("cp.async.cg.shared.global", code);
+        Assert.DoesNotMatch(@"\.local\b", code);
     }
 
     [Theory]
@@ -115,11 +127,12 @@ public class PriorAttentionCompileTests
     [InlineData("sm_90")]
     public void Mask_kernels_compile_without_warnings(string arch)
     {
+        Requires.Nvrtc();
         foreach (var t in Enum.GetValues<StorageType>())
         {
             var s = KernelCatalog.Plain(CudaPriorAttention.MasksFile, t);
             var result = NvrtcCompiler.Compile(s.File, KernelSources.Get(s.File), KernelSources.Headers, s.Options(arch));
-            Assert.Equal("", result.Log);
+            Assert.True(LayerFusion.Tests.Cuda.CompileLog.Diagnostics(result.Log).Count == 0, result.Log);
             var image = Encoding.ASCII.GetString(result.Image);
             foreach (var entry in KernelCatalog.EntryPoints[KernelCatalog.PriorMasks]) Assert.Contains(entry + "\0", image);
         }
@@ -128,6 +141,7 @@ public class PriorAttentionCompileTests
     [Fact]
     public void Unsupported_specializations_fail_to_compile_with_a_clear_message()
     {
+        Requires.Nvrtc();
         var fp32 = CudaPriorAttention.Spec(StorageType.F32, 64, 4, 10, PriorAttentionOptions.None, false, false);
         var e = Assert.Throws<KernelCompileException>(() => NvrtcCompiler.Compile(fp32.File, KernelSources.Get(fp32.File), KernelSources.Headers, fp32.Options("sm_80")));
         Assert.Contains("fp16", e.Log);

@@ -1,5 +1,6 @@
 using LayerFusion.Cuda.Bench;
 using LayerFusion.Tests.Cuda;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.CudaPriors;
 
@@ -18,7 +19,7 @@ public class PriorBenchmarkRun(CudaFixture fx) : IClassFixture<CudaFixture>
     {
         var dir = Environment.GetEnvironmentVariable("LAYERFUSION_BENCH_OUT");
         if (string.IsNullOrEmpty(dir)) Assert.Skip("benchmarks run only when LAYERFUSION_BENCH_OUT is set (perf/device-check.sh)");
-        if (fx.Device is null) Assert.Skip($"no CUDA device: {fx.Reason}");
+        Requires.Device(fx.Device is not null, fx.Reason);
         var lines = new List<string>();
         var results = PriorAttentionBenchmarks.Run(fx.Device, log: lines.Add);
         Directory.CreateDirectory(dir);

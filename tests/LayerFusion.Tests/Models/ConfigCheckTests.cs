@@ -26,7 +26,9 @@ public class ConfigCheckTests
     [InlineData("resnet_time_scale_shift", "\"scale_shift\"")]
     [InlineData("only_cross_attention", "[false, true]")]
     [InlineData("class_embed_type", "\"timestep\"")]
-    [InlineData("mid_block_scale_factor", "1.5")]
+    [InlineData("time_embedding_act_fn", "\"mish\"")]
+    [InlineData("timestep_post_act", "\"relu\"")]
+    [InlineData("mid_block_scale_factor", "0")]
     public void UNetVariantsWeDoNotImplementAreRejected(string key, string value)
     {
         var e = Assert.Throws<UserInputException>(() =>
@@ -38,6 +40,8 @@ public class ConfigCheckTests
     [Theory]
     [InlineData("unet_a")]
     [InlineData("unet_b")]
+    [InlineData("unet_fields")]
+    [InlineData("unet_odd")]
     public void DiffusersFullConfigsAreAccepted(string name)
     {
         // the fixtures' config.json files list every field diffusers v0.25 writes, defaults included

@@ -8,12 +8,15 @@ namespace LayerFusion.Tests.Models;
 /// <summary>One UNet call (CFG batch of 2) against diffusers v0.25 on two tiny SDXL-shaped configs:
 /// A (2 levels, both cross-attention, linear projections, flip_sin_to_cos false / freq_shift 1) and
 /// B (3 levels with DownBlock2D first, one resnet per level, conv projections, transformer depths 1/1/2,
-/// odd 7x5 latent).</summary>
+/// odd 7x5 latent); and two configs of tests/reference/models/make_unet_config_fixtures.py (fields beyond
+/// SDXL's defaults, see <see cref="UNetConfigFieldTests"/>).</summary>
 public class UNetParityTests
 {
     [Theory]
     [InlineData("unet_a")]
     [InlineData("unet_b")]
+    [InlineData("unet_fields")]   // center_input_sample, time_embedding_act_fn, timestep_post_act, mid_block_scale_factor (make_unet_config_fixtures.py)
+    [InlineData("unet_odd")]      // heads (3, 6, 2) with 32 channels at a DownBlock2D level, downsample_padding 0 on 9x7
     public void MatchesDiffusers(string name)
     {
         using var fx = new ModelFixture(name);

@@ -12,15 +12,14 @@ static class TextTestFiles
 
     public static string Fixture(string name) => Path.Combine(RepoRoot, "tests", "reference", "text", name);
 
-    /// <summary>../shared/reference/clip/bpe_simple_vocab_16e6.txt.gz from the repository (or any folder above it).</summary>
-    public static string? ClipBpeFile()
+    /// <summary>
+    /// OpenAI CLIP's BPE file (MIT, its LICENSE beside it), committed with the tests so they run on a
+    /// fresh clone: Data/ is copied next to the test binaries, and read from the source tree otherwise.
+    /// </summary>
+    public static string ClipBpeFile()
     {
-        for (var dir = new DirectoryInfo(RepoRoot); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "shared", "reference", "clip", "bpe_simple_vocab_16e6.txt.gz");
-            if (File.Exists(candidate)) return candidate;
-        }
-        return null;
+        var beside = Path.Combine(AppContext.BaseDirectory, "Text", "Data", "bpe_simple_vocab_16e6.txt.gz");
+        return File.Exists(beside) ? beside : Path.Combine(RepoRoot, "tests", "LayerFusion.Tests", "Text", "Data", "bpe_simple_vocab_16e6.txt.gz");
     }
 
     static string? FindUp(string fileName)

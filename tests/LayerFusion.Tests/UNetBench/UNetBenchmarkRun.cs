@@ -1,5 +1,6 @@
 using LayerFusion.Cuda.Bench;
 using LayerFusion.Tests.Cuda;
+using LayerFusion.Tests.TestSupport;
 
 namespace LayerFusion.Tests.UNetBench;
 
@@ -21,7 +22,7 @@ public class UNetBenchmarkRun(CudaFixture fx) : IClassFixture<CudaFixture>
     {
         var dir = Environment.GetEnvironmentVariable("LAYERFUSION_BENCH_OUT");
         if (string.IsNullOrEmpty(dir)) Assert.Skip("benchmarks run only when LAYERFUSION_BENCH_OUT is set (perf/device-check.sh)");
-        if (fx.Device is null) Assert.Skip($"no CUDA device: {fx.Reason}");
+        Requires.Device(fx.Device is not null, fx.Reason);
         var weights = Environment.GetEnvironmentVariable("LAYERFUSION_UNET_WEIGHTS") is { Length: > 0 } w ? w : "/tmp/layerfusion-random-sdxl";
         int steps = int.TryParse(Environment.GetEnvironmentVariable("LAYERFUSION_UNET_STEPS"), out var s) ? s : 30;
         var lines = new List<string>();

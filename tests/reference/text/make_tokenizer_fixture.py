@@ -1,8 +1,8 @@
 """Reference CLIP token ids for the tokenizer parity test (tests/LayerFusion.Tests/Text).
 
 Runs openai/CLIP's clip/simple_tokenizer.py (not committed: point OPENAI_CLIP at a checkout's
-`clip/` folder) on the real BPE file (../shared/reference/clip/bpe_simple_vocab_16e6.txt.gz, not
-committed) and writes tokenizer_ids.json: per prompt the raw BPE ids (SimpleTokenizer.encode) and
+`clip/` folder) on the real BPE file (the copy committed with the tests,
+tests/LayerFusion.Tests/Text/Data/bpe_simple_vocab_16e6.txt.gz, MIT) and writes tokenizer_ids.json: per prompt the raw BPE ids (SimpleTokenizer.encode) and
 the 77-id sequences a diffusers SDXL pipeline feeds its two encoders
 ([BOS] + ids[:75] + [EOS] + padding; tokenizer pads with <|endoftext|>, tokenizer_2 with "!").
 
@@ -22,9 +22,7 @@ import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIP_DIR = os.environ.get("OPENAI_CLIP", "/tmp/openai-clip/clip")
-BPE = os.environ.get("CLIP_BPE", os.path.join(HERE, "../../../../shared/reference/clip/bpe_simple_vocab_16e6.txt.gz"))
-if not os.path.exists(BPE):
-    BPE = "/work/shared/reference/clip/bpe_simple_vocab_16e6.txt.gz"
+BPE = os.environ.get("CLIP_BPE", os.path.join(HERE, "../../LayerFusion.Tests/Text/Data/bpe_simple_vocab_16e6.txt.gz"))
 
 ftfy = types.ModuleType("ftfy")
 ftfy.fix_text = lambda text: text  # see module docstring

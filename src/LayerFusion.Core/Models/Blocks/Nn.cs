@@ -59,6 +59,14 @@ public static class Nn
             throw new UserInputException($"{component}: act_fn '{actFn}' is not supported (only silu)");
     }
 
+    /// <summary>diffusers get_activation by (lower-case) name, for the names UNetConfig accepts.</summary>
+    public static Tensor Activation(Tensor x, string name) => name switch
+    {
+        "silu" or "swish" => x.Ops.Silu(x),
+        "gelu" => x.Ops.Gelu(x),
+        _ => throw new UserInputException($"activation '{name}' is not supported (silu, swish, gelu)"),
+    };
+
     public static void RequireDivisible(int channels, int groups, string what)
     {
         if (groups <= 0 || channels % groups != 0)

@@ -42,7 +42,7 @@ public sealed class UNet2DConditionModel
         int temb = c.TimeEmbedDim;
         int[] ch = c.BlockOutChannels;
 
-        _timeEmbedding = new TimestepEmbedding(p.Scope("time_embedding"), ch[0], temb);
+        _timeEmbedding = new TimestepEmbedding(p.Scope("time_embedding"), ch[0], temb, c.TimestepPostAct);
         if (c.AdditionEmbedType == "text_time")
             _addEmbedding = new TimestepEmbedding(p.Scope("add_embedding"), c.ProjectionClassEmbeddingsInputDim, temb);
 
@@ -63,9 +63,8 @@ public sealed class UNet2DConditionModel
             };
         }
 
-        // diffusers' mid_block_scale_factor (default 1; SDXL's config does not set it).
         _mid = new UNetMidBlock2DCrossAttn(p.Scope("mid_block"), ch[n - 1], temb, c.TransformerLayersPerBlock[n - 1],
-            c.NumAttentionHeads[n - 1], c.CrossAttentionDim, _eps, c.NormNumGroups, c.UseLinearProjection, 1f, n - 1);
+            c.NumAttentionHeads[n - 1], c.CrossAttentionDim, _eps, c.NormNumGroups, c.UseLinearProjection, (float)c.MidBlockScaleFactor, n - 1);
 
         _up = new UpBlockBase[n];
         var rev = ch.Reverse().ToArray();
@@ -105,37 +104,10 @@ public sealed class UNet2DConditionModel
     public UNetConfig Config { get; }
 
     /// <summary>
-    /// Reads a diffusers UNet2DConditionModel config.json: <see cref="UNetConfig.Read"/> plus a check that
-    /// no field asks for a variant this graph does not implement (the SDXL defaults are accepted).
+    /// Reads a diffusers UNet2DConditionModel config.json: <see cref="UNetConfig.Read"/>, which also
+    /// refuses every field asking for a variant this graph does not implement (the SDXL defaults are accepted).
     /// </summary>
-    public static UNetConfig ReadConfig(ConfigReader r)
-    {
-        UnsupportedConfig.Check(r, "UNet2DConditionModel",
-        [
-            UnsupportedConfig.MustBeNull("reverse_transformer_layers_per_block"),
-            UnsupportedConfig.MustBeNull("class_embed_type"),
-            UnsupportedConfig.MustBeNull("num_class_embeds"),
-            UnsupportedConfig.MustBeNull("encoder_hid_dim"),
-            UnsupportedConfig.MustBeNull("encoder_hid_dim_type"),
-            UnsupportedConfig.MustBeNull("time_cond_proj_dim"),
-            UnsupportedConfig.MustBeNull("time_embedding_dim"),
-            UnsupportedConfig.MustBeNull("time_embedding_act_fn"),
-            UnsupportedConfig.MustBeNull("timestep_post_act"),
-            UnsupportedConfig.MustBeNull("cross_attention_norm"),
-            UnsupportedConfig.MustBe("time_embedding_type", "positional"),
-            UnsupportedConfig.MustBe("resnet_time_scale_shift", "default"),
-            UnsupportedConfig.MustBe("attention_type", "default"),
-            UnsupportedConfig.MustBeFalse("only_cross_attention"),
-            UnsupportedConfig.MustBeFalse("mid_block_only_cross_attention"),
-            UnsupportedConfig.MustBeFalse("dual_cross_attention"),
-            UnsupportedConfig.MustBeFalse("center_input_sample"),
-            UnsupportedConfig.MustBeFalse("resnet_skip_time_act"),
-            UnsupportedConfig.MustBeFalse("class_embeddings_concat"),
-            UnsupportedConfig.MustBeNumber("mid_block_scale_factor", 1),
-            UnsupportedConfig.MustBeNumber("resnet_out_scale_factor", 1),
-        ]);
-        return UNetConfig.Read(r);
-    }
+    public static UNetConfig ReadConfig(ConfigReader r) => UNetConfig.Read(r);
 
     /// <summary>Every attention layer in execution order (down, mid, up; attn1 then attn2 per transformer block).</summary>
     public IReadOnlyList<AttentionSite> AttentionSites { get; }
@@ -190,12 +162,23 @@ public sealed class UNet2DConditionModel
             using var old = emb;
             emb = ops.Add(old, aug);
         }
+        if (c.TimeEmbeddingActFn is { } act)
+        {
+            using var raw = emb;
+            emb = Nn.Activation(raw, act);
+        }
         // every ResnetBlock2D applies SiLU to temb before its projection
         Tensor tembSilu;
         using (emb) tembSilu = ops.Silu(emb);
         using var tembLifetime = tembSilu;
 
-        var skips = new List<Tensor> { Nn.Conv2d(_p, "conv_in", sample, c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, 1, (c.ConvInKernel - 1) / 2) };
+        Tensor convIn;
+        if (c.CenterInputSample)
+            using (var centered = ops.Affine(sample, 2f, -1f))
+                convIn = Nn.Conv2d(_p, "conv_in", centered, c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, 1, (c.ConvInKernel - 1) / 2);
+        else
+            convIn = Nn.Conv2d(_p, "conv_in", sample, c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, 1, (c.ConvInKernel - 1) / 2);
+        var skips = new List<Tensor> { convIn };
         try
         {
             var h = skips[0];

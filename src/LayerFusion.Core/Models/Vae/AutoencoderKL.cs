@@ -31,19 +31,9 @@ public sealed class AutoencoderKL
     /// <summary>The backend this VAE's weights live on (may differ from the UNet's: fp32/bf16 on a GPU).</summary>
     public IOps Ops => _p.Ops;
 
-    /// <summary><see cref="AutoencoderKLConfig.Read"/> plus a check that the decoder is the one implemented
-    /// (UpDecoderBlock2D levels, group norms, the mid-block attention).</summary>
-    public static AutoencoderKLConfig ReadConfig(ConfigReader r)
-    {
-        UnsupportedConfig.Check(r, "AutoencoderKL decoder",
-        [
-            UnsupportedConfig.AllStrings("up_block_types", "UpDecoderBlock2D"),
-            UnsupportedConfig.MustBe("norm_type", "group"),
-            new UnsupportedConfig.Rule("mid_block_add_attention", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
-            new UnsupportedConfig.Rule("use_post_quant_conv", n => n.GetValueKind() == System.Text.Json.JsonValueKind.True, "true"),
-        ]);
-        return AutoencoderKLConfig.Read(r);
-    }
+    /// <summary><see cref="AutoencoderKLConfig.Read"/>, which also refuses decoders other than the one implemented
+    /// (UpDecoderBlock2D levels, group norms, the mid-block attention, post_quant_conv).</summary>
+    public static AutoencoderKLConfig ReadConfig(ConfigReader r) => AutoencoderKLConfig.Read(r);
 
     /// <summary>Processor for the mid-block attention (default: plain SDPA).</summary>
     public IAttentionProcessor Processor { get; set; } = SdpaAttentionProcessor.Instance;

@@ -1,14 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using LayerFusion.WeightsLoader;
-using LayerFusion.WeightsLoader.Configs;
 
-namespace LayerFusion.Core.Models.Blocks;
+namespace LayerFusion.WeightsLoader.Configs;
 
 /// <summary>
 /// Rejects config fields whose non-default values would change what diffusers computes but that our
 /// graphs do not implement (the typed configs simply ignore unknown fields, which would silently give
-/// a different model). Absent, null, or the default value are accepted.
+/// a different model). Absent, null, or the default value are accepted. The typed configs' Read
+/// methods apply their rules, so every load path (diffusers folder, single file, tiny) refuses alike.
 /// </summary>
 public static class UnsupportedConfig
 {
