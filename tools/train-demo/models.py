@@ -49,8 +49,8 @@ def _kwargs(cfg):
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
-def make_unet():
-    return UNet2DConditionModel(**_kwargs(UNET))
+def make_unet(cfg=UNET):
+    return UNet2DConditionModel(**_kwargs(cfg))
 
 
 def make_vae(cfg=VAE):

@@ -38,7 +38,7 @@ from safetensors.torch import save_file  # noqa: E402
 PLANS = {
     # scenes in the cached set, optimizer steps per stage, batch sizes
     "quick": dict(scenes=96, vae=20, unet=20, lora=10, dec=10, vb=8, ub=16, db=4),
-    "full": dict(scenes=1536, vae=600, unet=1800, lora=600, dec=300, vb=16, ub=32, db=8),
+    "full": dict(scenes=1536, vae=300, unet=700, lora=250, dec=150, vb=16, ub=24, db=8),
 }
 LORA_RANK = 8
 DROP = 0.1
