@@ -1,0 +1,97 @@
+using LayerFusion.Core.Fusion;
+
+namespace LayerFusion.Tests.Demo;
+
+/// <summary>
+/// Functional tests of the method on the demo model (tools/train-demo, models/demo): what LayerFusion
+/// is for, over the 16 fixed pairs of <see cref="DemoRuns"/>. Explicit (not run by default): the
+/// committed models/demo is under-trained (its UNet does not yet follow the prompts' colours, see
+/// tools/train-demo/README.md), so these fail on it; run them with `-- --explicit only` once a longer
+/// training run is shipped, then set each threshold below the distribution measured on that model
+/// (written beside it). The values below are placeholders, not measurements.
+/// </summary>
+public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
+{
+    DemoMeasure[] Ours => runs.Measures["ours"];
+
+    // Placeholders until a trained model is shipped (see the class comment); not measured values.
+    const int THRESH_ONE = 12, THRESH_COLOUR = 12, THRESH_BG_PAIRS = 2, THRESH_BLEND_PAIRS = 12;
+    const double THRESH_BLEND_MEAN = 0.5, THRESH_BLEND_PAIR = 0.3, THRESH_MASK = 0.3, THRESH_SVAR = 0.05, THRESH_CVAR = 0.05;
+
+    [Fact(Explicit = true)]
+    public void ForegroundAlphaHoldsOneObjectOfPlausibleSizeInThePromptsColour()
+    {
+        // measured: (to fill in on a trained model)
+        var m = Ours;
+        int oneObject = m.Count(x => x.OneObject);
+        int colour = m.Select((x, i) => x.FgColour == DemoRuns.Cases[i].Colour).Count(b => b);
+        Assert.True(oneObject >= THRESH_ONE, $"one object of plausible size in {oneObject}/16 FG layers");
+        Assert.True(colour >= THRESH_COLOUR, $"FG colour matches the prompt in {colour}/16");
+    }
+
+    [Fact(Explicit = true)]
+    public void BackgroundHasNoObjectOfTheForegroundColour()
+    {
+        // measured: (to fill in on a trained model)
+        var leaks = Ours.Select(x => x.BgLeak).ToArray();
+        Assert.True(leaks.Count(l => l > 0.01) <= THRESH_BG_PAIRS, $"BG pixels of the FG colour > 1% in {leaks.Count(l => l > 0.01)}/16: {string.Join(", ", leaks.Select(l => l.ToString("0.000")))}");
+    }
+
+    [Fact(Explicit = true)]
+    public void BlendHoldsTheObjectWhereForegroundAlphaIsOpaque()
+    {
+        // measured: (to fill in on a trained model)
+        var iou = Ours.Select(x => x.BlendIoU).ToArray();
+        Assert.True(iou.Average() >= THRESH_BLEND_MEAN, $"mean IoU(FG alpha > 0.5, blend pixels of the FG colour) {iou.Average():0.000}");
+        Assert.True(iou.Count(v => v >= THRESH_BLEND_PAIR) >= THRESH_BLEND_PAIRS, $"pairs with IoU >= THRESH_BLEND_PAIR: {iou.Count(v => v >= THRESH_BLEND_PAIR)}/16");
+    }
+
+    [Fact(Explicit = true)]
+    public void PriorsMaskTheObjectAndAreNotUniform()
+    {
+        // measured: (to fill in on a trained model)
+        var m = Ours;
+        Assert.True(m.Average(x => x.MaskHardIoU) >= THRESH_MASK, $"mean IoU(mask_hard at t = 0.8T, FG alpha) {m.Average(x => x.MaskHardIoU):0.000}");
+        Assert.All(m, x => Assert.True(x.SPrimeVariation > THRESH_SVAR && x.ContentVariation > THRESH_CVAR, $"s' variation {x.SPrimeVariation:0.000}, c variation {x.ContentVariation:0.000}"));
+        foreach (var r in runs.Results["ours"]) Assert.InRange(r.Priors!.Timestep, 700f, 900f);
+    }
+
+    [Fact(Explicit = true)]
+    public void AblationsMoveTheMeasuresInThePapersDirection()
+    {
+        // measured: (to fill in on a trained model)
+        double leakOurs = Ours.Average(x => x.BgLeak), leakNoExcl = runs.Measures["no-exclusion"].Average(x => x.BgLeak);
+        Assert.True(leakNoExcl > leakOurs, $"--no-exclusion mean BG leak {leakNoExcl:0.0000} should exceed ours {leakOurs:0.0000}");
+        double iouOurs = Ours.Average(x => x.BlendIoU), iouNone = runs.Measures["blend-attention none"].Average(x => x.BlendIoU);
+        Assert.True(iouNone < iouOurs, $"--blend-attention none mean blend IoU {iouNone:0.000} should be below ours {iouOurs:0.000}");
+        double softOurs = Ours.Average(x => x.MaskHardSoftness), softD1 = runs.Measures["d=1"].Average(x => x.MaskHardSoftness);
+        Assert.True(softD1 > softOurs + 0.2, $"d = 1 mask_hard softness {softD1:0.000} should clearly exceed d = 10's {softOurs:0.000}");
+    }
+
+    [Fact(Explicit = true)]
+    public void ComposeMovesTheForegroundCleanly()
+    {
+        const int dx = 9, dy = -7;
+        for (int k = 0; k < runs.Results["ours"].Length; k++)
+        {
+            var r = runs.Results["ours"][k];
+            var moved = LayerCompose.Compose(r.Foreground, r.Background, dx, dy);
+            int w = r.Foreground.Width, h = r.Foreground.Height;
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                {
+                    int sx = x - dx, sy = y - dy;
+                    bool inside = sx >= 0 && sy >= 0 && sx < w && sy < h;
+                    byte a = inside ? r.Foreground.Pixels[(sy * w + sx) * 4 + 3] : (byte)0;
+                    int o = (y * w + x) * 3;
+                    for (int c = 0; c < 3; c++)
+                    {
+                        // where the moved layer is transparent the background shows through unchanged;
+                        // where it is opaque, the layer's own colour
+                        if (a == 0) Assert.Equal(r.Background.Pixels[o + c], moved.Pixels[o + c]);
+                        else if (a == 255) Assert.Equal(r.Foreground.Pixels[(sy * w + sx) * 4 + c], moved.Pixels[o + c]);
+                    }
+                }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+"""Trains the demo model on the procedural world (world.py) and writes it in the released layouts.
+
+  python3 train.py --text FOLDER --out DIR [--plan full|quick] [--seed 0] [--threads 1]
+
+FOLDER is a `layerfusion make-tiny` diffusers folder: its seeded random text encoders and
+tokenizers are kept as they are (the UNet learns to read them) and copied into DIR unchanged.
+Stages (all seeded; same plan + seed + thread count -> the same weights):
+  1. VAE (AutoencoderKL, 4 latent channels, scale factor 8): MSE + small KL on FG-over-neutral,
+     backgrounds and composites; scaling_factor = 1 / std of the training latents.
+  2. base UNet (SDXL-shaped, text_time): epsilon prediction on the SDXL schedule; captions:
+     background -> background, "<fg>, <bg>" -> composite, "<fg>" -> composite (any background);
+     10% empty prompt (zeros, as force_zeros_for_empty_prompt) for guidance.
+  3. LayerDiffuse foreground model: LoRA offsets on every attention projection of the frozen base
+     UNet, "<fg>" -> the object over the neutral grey (LayerDiffuse's neutral background).
+  4. transparent decoder (UNet1024 layout): (VAE-decoded FG pixels, latent) -> alpha + straight
+     RGB, with the flips/rotations the engine's 8-pass median uses.
+Writes DIR as a diffusers folder (fp16) plus ld_diffusers_sdxl_attn.safetensors (dense),
+layer_xl_transparent_attn.safetensors (::lora::) and the transparent decoder, and DIR/train-log.txt.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models  # noqa: E402
+import world  # noqa: E402
+from clip_text import Conditioner  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+PLANS = {
+    # scenes in the cached set, optimizer steps per stage, batch sizes
+    "quick": dict(scenes=96, vae=20, unet=20, lora=10, dec=10, vb=8, ub=16, db=4),
+    "full": dict(scenes=1536, vae=300, unet=700, lora=250, dec=150, vb=16, ub=24, db=8),
+}
+LORA_RANK = 8
+DROP = 0.1
+
+
+class Log:
+    def __init__(self, path):
+        self.f = open(path, "w")
+        self.t0 = time.time()
+
+    def __call__(self, msg):
+        line = f"[{time.time() - self.t0:7.1f}s] {msg}"
+        print(line, flush=True)
+        self.f.write(line + "\n")
+        self.f.flush()
+
+
+def schedule():
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def to_nchw(a):
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
+
+
+def lr_at(step, total, peak):
+    warm = max(1, total // 20)
+    return peak * min(1.0, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
+def d4(x, k, flip):
+    if flip:
+        x = torch.flip(x, dims=(3,))
+    return torch.rot90(x, k, dims=(2, 3))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--text", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--plan", default="full", choices=PLANS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    plan = PLANS[a.plan]
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    log = Log(os.path.join(a.out, "train-log.txt"))
+    log(f"plan {a.plan} {plan} seed {a.seed} threads {a.threads} torch {torch.__version__}")
+
+    # the world, cached: FG over neutral grey, backgrounds, composites (pixels in [-1, 1])
+    n = plan["scenes"]
+    fgs, bgs, comps, fcaps, bcaps = [], [], [], [], []
+    for i in range(n):
+        fg, bg, comp, fc, bc = world.sample(a.seed, i)
+        fgs.append(fg), bgs.append(bg), comps.append(comp), fcaps.append(fc), bcaps.append(bc)
+    fg_rgba = to_nchw(np.stack(fgs))
+    fg_px = to_nchw(np.stack([world.over(f, world.NEUTRAL) for f in fgs])) * 2 - 1
+    bg_px = to_nchw(np.stack(bgs)) * 2 - 1
+    comp_px = to_nchw(np.stack(comps)) * 2 - 1
+    pool = torch.cat([fg_px, bg_px, comp_px])
+    log(f"world: {n} scenes, {len(set(fcaps))} FG captions, {len(set(bcaps))} BG captions")
+
+    # 1. VAE
+    g = torch.Generator().manual_seed(a.seed + 1)
+    vae = models.make_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    for step in range(plan["vae"]):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, plan["vae"], 2e-3)
+        idx = torch.randint(0, len(pool), (plan["vb"],), generator=g)
+        x = pool[idx]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        rec = vae.decode(z).sample
+        mse = F.mse_loss(rec, x)
+        kl = post.kl().mean() / (64 * 64 * 3)
+        loss = mse + 1e-4 * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == plan["vae"] - 1:
+            log(f"vae step {step} mse {mse.item():.5f} kl {kl.item():.4f}")
+    vae.eval()
+    for p in vae.parameters():
+        p.requires_grad_(False)
+
+    @torch.no_grad()
+    def encode(px):
+        return torch.cat([vae.encode(px[i:i + 64]).latent_dist.mean for i in range(0, len(px), 64)])
+
+    lat_fg, lat_bg, lat_comp = encode(fg_px), encode(bg_px), encode(comp_px)
+    scale = float(1.0 / torch.cat([lat_fg, lat_bg, lat_comp]).std())
+    with torch.no_grad():
+        rec = vae.decode(lat_comp[:64]).sample
+    log(f"latents encoded; scaling_factor {scale:.5f}; composite recon mse {F.mse_loss(rec, comp_px[:64]).item():.5f}")
+
+    # captions -> conditioning (exactly the engine's encode_prompt)
+    cond = Conditioner(a.text)
+    caps = sorted(set(fcaps) | set(bcaps) | {f"{f}, {b}" for f, b in zip(fcaps, bcaps)} | {""})
+    emb = {c: cond(c) for c in caps}
+    log(f"{len(caps)} captions encoded")
+    alphas = schedule()
+    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]])
+
+    def diffusion_loss(unet, z0, captions, gen):
+        b = z0.shape[0]
+        captions = ["" if torch.rand((), generator=gen) < DROP else c for c in captions]
+        e = torch.stack([emb[c][0] for c in captions])
+        pooled = torch.stack([emb[c][1] for c in captions])
+        t = torch.randint(0, 1000, (b,), generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        ab = alphas[t].view(-1, 1, 1, 1)
+        zt = ab.sqrt() * z0 + (1 - ab).sqrt() * noise
+        pred = unet(zt, t, e, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.expand(b, 6)}).sample
+        return F.mse_loss(pred, noise)
+
+    # 2. base UNet
+    g = torch.Generator().manual_seed(a.seed + 2)
+    unet = models.make_unet()
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.0)
+    ema = None
+    for step in range(plan["unet"]):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, plan["unet"], 1e-3)
+        idx = torch.randint(0, n, (plan["ub"],), generator=g).tolist()
+        kind = torch.randint(0, 3, (plan["ub"],), generator=g).tolist()
+        z0 = torch.stack([(lat_bg[i] if k == 0 else lat_comp[i]) for i, k in zip(idx, kind)]) * scale
+        captions = [bcaps[i] if k == 0 else (f"{fcaps[i]}, {bcaps[i]}" if k == 1 else fcaps[i]) for i, k in zip(idx, kind)]
+        loss = diffusion_loss(unet, z0, captions, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 100 == 0 or step == plan["unet"] - 1:
+            log(f"unet step {step} loss {loss.item():.4f} ema {ema:.4f}")
+    unet.eval()
+    base_state = {k: v.clone() for k, v in unet.state_dict().items()}
+
+    # 3. LayerDiffuse foreground offsets (LoRA on the frozen base UNet's attention projections)
+    g = torch.Generator().manual_seed(a.seed + 3)
+    for p in unet.parameters():
+        p.requires_grad_(False)
+    loras = models.add_lora(unet, LORA_RANK)
+    params = [p for l in loras.values() for p in (l.up, l.down)]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+    unet.train()
+    ema = None
+    for step in range(plan["lora"]):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, plan["lora"], 2e-3)
+        idx = torch.randint(0, n, (plan["ub"],), generator=g).tolist()
+        loss = diffusion_loss(unet, lat_fg[idx] * scale, [fcaps[i] for i in idx], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 100 == 0 or step == plan["lora"] - 1:
+            log(f"lora step {step} loss {loss.item():.4f} ema {ema:.4f}")
+
+    # 4. transparent decoder on what the engine gives it: VAE-decoded FG pixels and the latent
+    g = torch.Generator().manual_seed(a.seed + 4)
+    with torch.no_grad():
+        dec_px = torch.cat([vae.decode(lat_fg[i:i + 64]).sample for i in range(0, n, 64)]).mul(0.5).add(0.5).clamp(0, 1)
+    target = torch.cat([fg_rgba[:, 3:4], fg_rgba[:, :3]], 1)
+    dec = models.TransparentDecoder()
+    opt = torch.optim.AdamW(dec.parameters(), lr=1e-3, weight_decay=0.0)
+    for step in range(plan["dec"]):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, plan["dec"], 1e-3)
+        idx = torch.randint(0, n, (plan["db"],), generator=g)
+        k, flip = int(torch.randint(0, 4, (), generator=g)), bool(torch.randint(0, 2, (), generator=g))
+        px, lat, tg = d4(dec_px[idx], k, flip), d4(lat_fg[idx], k, flip), d4(target[idx], k, flip)
+        y = dec(px, lat)
+        la = F.mse_loss(y[:, :1], tg[:, :1])
+        lc = ((y[:, 1:] - tg[:, 1:]) ** 2 * tg[:, :1]).mean() / tg[:, :1].mean().clamp_min(1e-3)
+        loss = la + lc
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == plan["dec"] - 1:
+            log(f"decoder step {step} alpha mse {la.item():.5f} colour mse (in alpha) {lc.item():.5f}")
+
+    export(a, log, vae, scale, base_state, loras, dec)
+    log("done")
+
+
+def half(state):
+    return {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def export(a, log, vae, scale, base_state, loras, dec):
+    out = a.out
+    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+        shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
+        shutil.copytree(os.path.join(a.text, sub), os.path.join(out, sub))
+    shutil.copyfile(os.path.join(a.text, "model_index.json"), os.path.join(out, "model_index.json"))
+    os.makedirs(os.path.join(out, "scheduler"), exist_ok=True)
+    shutil.copyfile(os.path.join(a.text, "scheduler", "scheduler_config.json"), os.path.join(out, "scheduler", "scheduler_config.json"))
+    os.makedirs(os.path.join(out, "unet"), exist_ok=True)
+    write_json(os.path.join(out, "unet", "config.json"), models.UNET)
+    save_file(half(base_state), os.path.join(out, "unet", "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+    os.makedirs(os.path.join(out, "vae"), exist_ok=True)
+    write_json(os.path.join(out, "vae", "config.json"), dict(models.VAE, scaling_factor=round(scale, 5)))
+    save_file(half(vae.state_dict()), os.path.join(out, "vae", "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+
+    dense, lora = {}, {}
+    for (path, ldm), l in loras.items():
+        up = l.up.detach().to(torch.float16)
+        down = l.down.detach().to(torch.float16)
+        rank = up.shape[1]
+        key = f"diffusion_model.{ldm}.weight::lora::"
+        lora[key + "0"], lora[key + "1"] = up.contiguous(), down.contiguous()
+        lora[key + "2"] = torch.tensor(float(rank))  # alpha = rank: dW = up @ down
+        # the dense file from the stored (fp16) factors, product in float64, stored fp16 as released
+        dense[path + ".weight"] = (up.double() @ down.double()).to(torch.float16).contiguous()
+    save_file(dense, os.path.join(out, "ld_diffusers_sdxl_attn.safetensors"), metadata={"format": "pt"})
+    save_file(lora, os.path.join(out, "layer_xl_transparent_attn.safetensors"))
+    save_file(half(dec.state_dict()), os.path.join(out, "ld_diffusers_sdxl_vae_transparent_decoder.safetensors"),
+              metadata={"format": "pt", "layerfusion.config": json.dumps(models.DECODER)})
+    log(f"exported to {out}")
+
+
+if __name__ == "__main__":
+    main()
