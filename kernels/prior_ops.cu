@@ -40,12 +40,10 @@ extern "C" __global__ void lf_attention_stats(const elem_t* __restrict__ q, cons
             z += expf(acc * scale - best);
         }
         z = lf_warp_sum(z);
-        if (lane == 0)
-        {
-            mx[h] = best;
-            inv[h] = 1.f / (z * (float)heads);
-        }
-        __syncwarp();
+        // every lane holds the reduced values and writes the same ones, then reads back its own
+        // writes: no warp barrier needed
+        mx[h] = best;
+        inv[h] = 1.f / (z * (float)heads);
     }
     float ss = 0.f, cv = 0.f;
     for (int j = lane; j < n; j += 32)
