@@ -138,7 +138,8 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable
 
     void DrainFrees()
     {
-        if (_pendingFree.IsEmpty) return;
+        // cuMemFree inside a capture would invalidate it (the queue fills from finalizers at any time)
+        if (_pendingFree.IsEmpty || Device.IsCapturing) return;
         Device.MakeCurrent();
         while (_pendingFree.TryDequeue(out var p)) Driver.cuMemFree(p);
     }
@@ -151,7 +152,16 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable
         DrainFrees();
         long bytes = checked(ShapeUtil.ElementCount(shape) * HostConvert.SizeOf(Storage));
         ulong ptr;
-        if (_inStep) ptr = _arena.Allocate(bytes);
+        if (Device.IsCapturing)
+        {
+            // the driver refuses allocation inside a capture (and invalidates it)
+            if (!_inStep)
+                throw new InvalidOperationException("cannot allocate device memory during a CUDA graph capture: capture inside a step (BeginStep)");
+            if (!_arena.TryAllocateInPlace(bytes, out ptr))
+                throw new InvalidOperationException($"the step arena cannot hold {bytes} more bytes during a CUDA graph capture, " +
+                    "and it may not grow from the driver then: run the same work once uncaptured in a step first");
+        }
+        else if (_inStep) ptr = _arena.Allocate(bytes);
         else Driver.Check(Driver.cuMemAlloc(out ptr, (nuint)Math.Max(bytes, 1)), $"cuMemAlloc({bytes} bytes)");
         var t = new CudaTensor(this, new DeviceStorage(this, ptr, bytes, _inStep), (int[])shape.Clone());
         if ((poison ?? PoisonOutputs) && bytes > 0) Poison(t);

@@ -5,24 +5,13 @@
 //   C 16x8:  c0,c1 (g, 2t..2t+1)  c2,c3 (g+8, 2t..)          (g = lane / 4, t = lane % 4)
 //   ldmatrix .x4 .trans: lanes 8i..8i+7 address the rows of matrix i; each lane receives, per
 //   matrix, the elements (rows 2t, 2t+1; column g), row 2t in the low half.
-// Registers move between lanes only through warp-collective exchanges, as on the hardware, so an
-// index error in the kernel shows as a wrong result here. cp.async copies synchronously.
+// Registers move between lanes only through warp-collective exchanges (one per mma or ldmatrix), as
+// on the hardware, so an index error in the kernel shows as a wrong result here. cp.async copies synchronously.
 #pragma once
 #include "cuda_emu.hpp"
 #include <cstdint>
 
 typedef unsigned int lf_u32;
-
-inline lf_u32 lf_emu_xchg_u32(lf_u32 v, int src)
-{
-    static lf_u32 slot[1024];
-    unsigned base = threadIdx.x / 32 * 32;
-    slot[threadIdx.x] = v;
-    lf_emu_warp_barrier();
-    lf_u32 r = slot[base + (src & 31)];
-    lf_emu_warp_barrier();
-    return r;
-}
 
 inline float lf_emu_lo(lf_u32 v)
 {
@@ -53,11 +42,13 @@ inline void lf_cp_wait() {}
 inline void lf_mma(float* c, const lf_u32* a, lf_u32 b0, lf_u32 b1)
 {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const unsigned mine[6] = {a[0], a[1], a[2], a[3], b0, b1};
+    auto slot = lf_emu_publish(mine, 6);  // one exchange: every lane's fragments
     float A[2][16], B[2][16];
     for (int reg = 0; reg < 4; reg++)
         for (int ts = 0; ts < 4; ts++)
         {
-            lf_u32 u = lf_emu_xchg_u32(a[reg], g * 4 + ts);
+            lf_u32 u = slot[g * 4 + ts][reg];
             int row = reg & 1, col = 2 * ts + 8 * (reg >> 1);
             A[row][col] = lf_emu_lo(u);
             A[row][col + 1] = lf_emu_hi(u);
@@ -66,7 +57,7 @@ inline void lf_mma(float* c, const lf_u32* a, lf_u32 b0, lf_u32 b1)
         for (int reg = 0; reg < 2; reg++)
             for (int ts = 0; ts < 4; ts++)
             {
-                lf_u32 u = lf_emu_xchg_u32(reg == 0 ? b0 : b1, (2 * t + n2) * 4 + ts);
+                lf_u32 u = slot[(2 * t + n2) * 4 + ts][4 + reg];
                 int k = 2 * ts + 8 * reg;
                 B[n2][k] = lf_emu_lo(u);
                 B[n2][k + 1] = lf_emu_hi(u);
@@ -84,14 +75,16 @@ inline void lf_ldmatrix_x4_trans(lf_u32* r, const void* row)
 {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const auto p = (std::uint64_t)(std::uintptr_t)row;
+    const unsigned mine[2] = {(unsigned)p, (unsigned)(p >> 32)};
+    auto slot = lf_emu_publish(mine, 2);  // one exchange: every lane's row address
     for (int i = 0; i < 4; i++)
     {
         lf_u32 half[2];
         for (int e = 0; e < 2; e++)
         {
             int src = 8 * i + 2 * t + e;
-            std::uint64_t lo = lf_emu_xchg_u32((lf_u32)p, src), hi = lf_emu_xchg_u32((lf_u32)(p >> 32), src);
-            const unsigned short* rp = (const unsigned short*)(std::uintptr_t)((hi << 32) | lo);
+            std::uint64_t addr = ((std::uint64_t)slot[src][1] << 32) | slot[src][0];
+            const unsigned short* rp = (const unsigned short*)(std::uintptr_t)addr;
             half[e] = rp[g];
         }
         r[i] = half[0] | (half[1] << 16);

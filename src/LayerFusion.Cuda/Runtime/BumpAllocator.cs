@@ -45,6 +45,31 @@ public sealed class BumpAllocator(Func<long, ulong> allocateChunk, Action<ulong>
         return ptr;
     }
 
+    /// <summary>Like <see cref="Allocate"/>, but only from chunks already held (never calls allocateChunk).</summary>
+    public bool TryAllocateInPlace(long bytes, out ulong ptr)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        long size = Math.Max(Alignment, (bytes + Alignment - 1) / Alignment * Alignment);
+        int current = _current;
+        long offset = _offset;
+        while (current < _chunks.Count && offset + size > _chunks[current].Size)
+        {
+            current++;
+            offset = 0;
+        }
+        if (current == _chunks.Count)
+        {
+            ptr = 0;
+            return false;
+        }
+        _current = current;
+        ptr = _chunks[current].Ptr + (ulong)offset;
+        _offset = offset + size;
+        _used += size;
+        HighWater = Math.Max(HighWater, _used);
+        return true;
+    }
+
     public void Reset()
     {
         if (_chunks.Count > 1)

@@ -44,6 +44,14 @@ public sealed unsafe class CudaDevice : IDisposable
     public long TotalMemory { get; }
     public int DriverVersion { get; }
 
+    /// <summary>
+    /// True while <see cref="CudaGraph.Capture"/> records this device's stream: the driver refuses
+    /// allocation, free and synchronization then (and invalidates the capture), so backends defer
+    /// their frees and allocate only from memory they already hold.
+    /// </summary>
+    public bool IsCapturing => _capturing;
+    internal volatile bool _capturing;
+
     public override string ToString() =>
         $"{Name} (sm_{Arch}, {MultiprocessorCount} SMs, {TotalMemory / (1 << 20)} MiB, driver {DriverVersion / 1000}.{DriverVersion % 1000 / 10})";
 
@@ -172,11 +180,26 @@ public sealed class CudaGraph : IDisposable
     public static CudaGraph Capture(CudaDevice device, Action issue)
     {
         device.MakeCurrent();
+        if (device._capturing) throw new InvalidOperationException("a CUDA graph capture is already running on this device");
         Driver.Check(Driver.cuStreamBeginCapture(device.Stream, Driver.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+        device._capturing = true;
         IntPtr graph;
         try { issue(); }
-        finally { Driver.Check(Driver.cuStreamEndCapture(device.Stream, out graph), "cuStreamEndCapture"); }
-        Driver.Check(Driver.cuGraphInstantiateWithFlags(out var exec, graph, 0), "cuGraphInstantiateWithFlags");
+        catch
+        {
+            // end the capture, but let the caller see why it failed, not the invalidated capture
+            device._capturing = false;
+            if (Driver.cuStreamEndCapture(device.Stream, out var partial) == 0 && partial != IntPtr.Zero) Driver.cuGraphDestroy(partial);
+            throw;
+        }
+        device._capturing = false;
+        Driver.Check(Driver.cuStreamEndCapture(device.Stream, out graph), "cuStreamEndCapture");
+        int rc = Driver.cuGraphInstantiateWithFlags(out var exec, graph, 0);
+        if (rc != 0)
+        {
+            Driver.cuGraphDestroy(graph);
+            Driver.Check(rc, "cuGraphInstantiateWithFlags");
+        }
         return new CudaGraph(device, graph, exec);
     }
 

@@ -18,6 +18,7 @@ public sealed class CudaFixture : IDisposable
     public CudaOps Ops(StorageType storage)
     {
         if (Device is null) Assert.Skip($"no CUDA device: {Reason}");
+        EmulatedCuda.NoteTestRuns();
         lock (_ops)
         {
             if (!_ops.TryGetValue(storage, out var ops))
@@ -371,6 +372,44 @@ public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
                 graph.Launch();
                 Check("graph silu(add)", StorageType.F16, ops.ToHost(y!), expected, false, seed);
             }
+        }
+        finally { ops.SynchronizeEachOp = sync; }
+    }
+
+    [Fact]
+    public void A_capture_never_frees_or_allocates_from_the_driver()
+    {
+        // A tensor freed just before the capture leaves its pointer queued for cuMemFree (as a GC
+        // finalizer does at any moment): the capture must not drain it. An op whose output does not
+        // fit the step's arena must not grow it from the driver inside the capture either: it fails
+        // with a clear error, and the backend stays usable.
+        var ops = fx.Ops(StorageType.F16);
+        var (rng, seed) = NewRng();
+        var x = Q(Rand(rng, 4096), StorageType.F16);
+        using var xt = ops.FromHost(x, 64, 64);
+        var expected = x.Select(v => Reference64.Silu(v)).ToArray();
+        bool sync = ops.SynchronizeEachOp;
+        ops.SynchronizeEachOp = false;
+        try
+        {
+            using (ops.BeginStep()) ops.ToHost(ops.Silu(xt));
+            var dropped = ops.FromHost(x, 64, 64);  // driver memory, not arena
+            using (ops.BeginStep())
+            {
+                dropped.Dispose();  // its pointer is now queued for cuMemFree
+                Tensor? y = null;
+                using var graph = CudaGraph.Capture(ops.Device, () => y = ops.Silu(xt));
+                graph.Launch();
+                Check("graph silu after a queued free", StorageType.F16, ops.ToHost(y!), expected, false, seed);
+            }
+            using (ops.BeginStep())
+            {
+                var e = Assert.Throws<InvalidOperationException>(() =>
+                    CudaGraph.Capture(ops.Device, () => ops.Zeros(64 << 20)));
+                Assert.Contains("capture", e.Message);
+            }
+            using var z = ops.Silu(xt);
+            Check("silu after a refused capture", StorageType.F16, ops.ToHost(z), expected, false, seed);
         }
         finally { ops.SynchronizeEachOp = sync; }
     }
