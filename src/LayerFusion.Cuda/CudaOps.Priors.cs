@@ -10,9 +10,11 @@ namespace LayerFusion.Cuda;
 // (attention_priors.cu through Fusion.CudaPriorAttention) where it applies (fp16/bf16, sm_80+,
 // head dim a multiple of 16 up to 128, 16-byte rows); elsewhere the plain attention kernel plus
 // prior_ops.cu's CUDA-core statistics kernel. Nothing here copies to or from the host.
-public sealed unsafe partial class CudaOps
+public sealed unsafe partial class CudaOps : IStepArena
 {
     const int StatsWarps = 4;
+
+    Tensor IStepArena.Persist(Tensor x) => Persist(x);
     CudaPriorAttention? _priorAttention;
 
     void DisposePriorOps() => _priorAttention?.Dispose();

@@ -67,6 +67,10 @@ public sealed partial class LayerFusionPipeline
                 float t = a.Schedulers[0].Timesteps[step];
                 bool dumping = step == a.DumpStep;
                 var scaled = new Tensor[TripletLayout.Streams];
+                // one arena step per denoising step where the backend has one: the latents and the
+                // sampler history are copied out before it ends
+                var arena = ops as IStepArena;
+                using var stepScope = arena?.BeginStep();
                 try
                 {
                     for (int s = 0; s < scaled.Length; s++)
@@ -103,6 +107,12 @@ public sealed partial class LayerFusionPipeline
                                 var next = samplers[s]?.Step(noise, step, x[s]!) ?? HostStep(a.Schedulers[s], noise, step, x[s]!);
                                 x[s]!.Dispose();
                                 x[s] = next;
+                                if (arena is not null)
+                                {
+                                    x[s] = arena.Persist(next);
+                                    next.Dispose();
+                                    samplers[s]?.PersistHistory(arena);
+                                }
                             }
                         }
                     if (recorded != null) dump = MakeDump(a, step, t, structure.ToHost(), recorded, prior.PriorProbabilities);

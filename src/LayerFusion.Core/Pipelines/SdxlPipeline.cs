@@ -374,21 +374,32 @@ public sealed class SdxlPipeline : IDisposable
             {
                 ct.ThrowIfCancellationRequested();
                 Tensor next;
-                using (var scaled = sampler.ScaleModelInput(x, i))
-                using (var input = conditioning.Guided ? Ops.Concat([scaled, scaled], 0) : null)
-                using (var output = Unet.Forward(input ?? scaled, [scheduler.Timesteps[i]], conditioning.EncoderHiddenStates, conditioning.TextEmbeds,
-                    conditioning.TimeIds))
+                var arena = Ops as IStepArena;
+                using (var stepScope = arena?.BeginStep())
                 {
-                    if (output.Dim(1) != LatentChannels)
-                        throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
-                    if (conditioning.Guided)
+                    using (var scaled = sampler.ScaleModelInput(x, i))
+                    using (var input = conditioning.Guided ? Ops.Concat([scaled, scaled], 0) : null)
+                    using (var output = Unet.Forward(input ?? scaled, [scheduler.Timesteps[i]], conditioning.EncoderHiddenStates, conditioning.TextEmbeds,
+                        conditioning.TimeIds))
                     {
-                        using var uncond = Ops.Slice(output, 0, 0, n);
-                        using var cond = Ops.Slice(output, 0, n, n);
-                        using var noise = DeviceGuidance.Combine(uncond, cond, guidanceScale);
-                        next = sampler.Step(noise, i, x);
+                        if (output.Dim(1) != LatentChannels)
+                            throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
+                        if (conditioning.Guided)
+                        {
+                            using var uncond = Ops.Slice(output, 0, 0, n);
+                            using var cond = Ops.Slice(output, 0, n, n);
+                            using var noise = DeviceGuidance.Combine(uncond, cond, guidanceScale);
+                            next = sampler.Step(noise, i, x);
+                        }
+                        else next = sampler.Step(output, i, x);
                     }
-                    else next = sampler.Step(output, i, x);
+                    if (arena is not null)
+                    {
+                        var kept = arena.Persist(next);
+                        next.Dispose();
+                        next = kept;
+                        sampler.PersistHistory(arena);
+                    }
                 }
                 x.Dispose();
                 x = next;

@@ -172,6 +172,15 @@ public sealed class DeviceSampler : IDisposable
         };
     }
 
+    /// <summary>Moves the multistep history out of a step arena (see <see cref="IStepArena"/>).</summary>
+    public void PersistHistory(IStepArena arena)
+    {
+        if (_previousX0 is null) return;
+        var kept = arena.Persist(_previousX0);
+        _previousX0.Dispose();
+        _previousX0 = kept;
+    }
+
     public void Dispose()
     {
         _previousX0?.Dispose();
