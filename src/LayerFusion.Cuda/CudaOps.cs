@@ -12,7 +12,7 @@ namespace LayerFusion.Cuda;
 /// bf16 for the VAE, whose activations overflow fp16); arithmetic and accumulation are fp32.
 /// Calls are stream-ordered on the device's stream; <see cref="ToHost"/> synchronizes.
 /// </summary>
-public sealed unsafe class CudaOps : IOps, IDisposable
+public sealed unsafe partial class CudaOps : IOps, IDisposable
 {
     const int Threads = 256;
 
@@ -816,6 +816,7 @@ public sealed unsafe class CudaOps : IOps, IDisposable
         Device.MakeCurrent();
         Driver.cuStreamSynchronize(Device.Stream);
         DrainFrees();
+        DisposePriorOps();
         _arena.Dispose();
         foreach (var m in _modules.Values) Driver.cuModuleUnload(m);
         Cublas.cublasDestroy(_cublas);

@@ -43,6 +43,8 @@ public static class KernelCatalog
     /// <summary>Tensor-core attention with the fused LayerFusion priors; specialized by Fusion.CudaPriorAttention.Spec.</summary>
     public const string PriorAttention = "attention_priors.cu";
     public const string PriorMasks = "prior_masks.cu";
+    /// <summary>IOps' prior ops on storage-typed tensors (CudaOps.Priors.cs).</summary>
+    public const string PriorOps = "prior_ops.cu";
 
     /// <summary>Attention warps per block (must equal LF_WARPS in attention.cu) and key tile size (LF_BC).</summary>
     public const int AttentionWarps = 4, AttentionKeyTile = 32;
@@ -71,6 +73,7 @@ public static class KernelCatalog
         [Attention] = ["lf_attention"],
         [PriorAttention] = ["lf_prior_attention"],
         [PriorMasks] = ["lf_density_prior", "lf_prior_masks", "lf_prior_blend"],
+        [PriorOps] = ["lf_attention_stats", "lf_f32_to_storage", "lf_po_density", "lf_po_masks", "lf_po_resize_bilinear", "lf_po_blend", "lf_po_exclusion_bias"],
     };
 
     /// <summary>Head dims the attention kernel is checked at: SDXL/CLIP 64, VAE 512, transparent decoder 8, odd sizes.</summary>

@@ -81,7 +81,7 @@ public sealed record LayerDiffuseFiles(string Attention, string TransparentDecod
 /// stream is exactly a plain SDXL run of the BG prompt with that seed. The library writes nothing
 /// to the console.
 /// </summary>
-public sealed class LayerFusionPipeline : IDisposable
+public sealed partial class LayerFusionPipeline : IDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
     readonly TransparentDecoderFile _decoderFile;
@@ -211,56 +211,12 @@ public sealed class LayerFusionPipeline : IDisposable
             var ts = schedulers[0].Timesteps;
             dumpStep = Enumerable.Range(0, steps).MinBy(i => Math.Abs(ts[i] - target));
         }
-        LayerFusionPriorDump? dump = null;
-
-        var fusion = new LayerFusionAttentionProcessor(ForegroundWeights, opt);
-        int fgCond = TripletLayout.Row(TripletLayout.Foreground, true);
-        using var fgCondEhs = ops.Slice(ehs, 0, fgCond, 1);
-        using var fgCondPooled = ops.Slice(pooled, 0, fgCond, 1);
-        for (int step = 0; step < steps; step++)
-        {
-            ct.ThrowIfCancellationRequested();
-            float t = schedulers[0].Timesteps[step];
-            var scaled = new float[TripletLayout.Streams][];
-            for (int s = 0; s < scaled.Length; s++) scaled[s] = schedulers[s].ScaleModelInput(latents[s], step);
-
-            // prior pass: FG stream, cond branch, LayerDiffuse weights, plain attention
-            bool capture = step == dumpStep && IsSmall(lh, lw, priorSite);
-            var prior = new StructurePriorProcessor(priorSite.Path, eos, capture);
-            using (var x = ops.FromHost(scaled[TripletLayout.Foreground], 1, lc, lh, lw))
-            using (Unet.Forward(x, [t], fgCondEhs, fgCondPooled, timeIds, prior, ForegroundWeights)) { }
-            var structure = prior.Prior ?? throw new InvalidOperationException($"the prior pass never reached {priorSite.Path}");
-            ct.ThrowIfCancellationRequested();
-
-            // interaction pass over the whole triplet
-            fusion.BeginStep(structure, prior.Content, eos);
-            var recorded = step == dumpStep ? new Dictionary<string, LayerFusionMaps>() : null;
-            fusion.Record = recorded;
-            var batch = new float[TripletLayout.Rows * latentSize];
-            for (int s = 0; s < TripletLayout.Streams; s++)
-                for (int b = 0; b < TripletLayout.Branches; b++)
-                    scaled[s].CopyTo(batch, (s * TripletLayout.Branches + b) * latentSize);
-            float[] eps;
-            using (var x = ops.FromHost(batch, TripletLayout.Rows, lc, lh, lw))
-            using (var y = Unet.Forward(x, [t], ehs, pooled, timeIds6, fusion))
-                eps = ops.ToHost(y);
-            fusion.Record = null;
-            for (int s = 0; s < TripletLayout.Streams; s++)
-            {
-                // diffusers' guidance only when scale > 1; otherwise the cond branch alone (the uncond rows
-                // never influence other rows: sharing and blending stay within a branch)
-                var rows = eps.AsSpan(s * 2 * latentSize, 2 * latentSize);
-                var noisePred = guided ? Guidance.Combine(rows, req.GuidanceScale) : rows[latentSize..].ToArray();
-                schedulers[s].Step(noisePred, step, latents[s], latents[s], noiseSources[s]);
-            }
-            if (recorded != null)
-            {
-                var vis = priorSite.Path[..^".attn1".Length] + ".attn2";
-                if (!recorded.ContainsKey(vis)) vis = recorded.Keys.Last(k => k.EndsWith(".attn2", StringComparison.Ordinal));
-                dump = new LayerFusionPriorDump(step, t, structure, recorded, vis, prior.PriorProbabilities);
-            }
-            progress?.Report(new LayerFusionProgress("denoise", step + 1, steps));
-        }
+        var loop = new DenoiseInputs(req, priorSite, eos, ehs, pooled, timeIds, timeIds6, schedulers, noiseSources, lh, lw, guided, dumpStep);
+        var (final, dump) = StepPath == LayerFusionStepPath.HostReference
+            ? DenoiseHost(loop, latents, progress, ct)
+            : DenoiseDevice(loop, latents, progress, ct);
+        latents = final;
+        LastLatents = latents.Select(l => (float[])l.Clone()).ToArray();
 
         ct.ThrowIfCancellationRequested();
         progress?.Report(new LayerFusionProgress("decode", 0, 3));

@@ -336,13 +336,17 @@ public sealed class SdxlPipeline : IDisposable
             else latents = InitialLatents(noiseSource, n, lh, lw, scheduler.InitNoiseSigma);
 
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < scheduler.StepCount; i++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var noise = PredictNoise(scheduler, i, latents, lh, lw, conditioning, request.GuidanceScale);
-                scheduler.Step(noise, i, latents, latents, noiseSource);
-                progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
-            }
+            using var device = HostReferenceLoop ? null : DeviceSampler.TryCreate(scheduler, SchedulerConfig);
+            if (device is not null)
+                latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, progress, clock, cancellationToken);
+            else
+                for (int i = 0; i < scheduler.StepCount; i++)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var noise = PredictNoise(scheduler, i, latents, lh, lw, conditioning, request.GuidanceScale);
+                    scheduler.Step(noise, i, latents, latents, noiseSource);
+                    progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
+                }
             cancellationToken.ThrowIfCancellationRequested();
 
             IReadOnlyList<Image8> images;
@@ -359,6 +363,61 @@ public sealed class SdxlPipeline : IDisposable
                 Warnings = encoding.Warnings,
             };
         }
+    }
+
+    /// <summary>
+    /// Run the denoising loop on the host (latents read back and written again around every UNet
+    /// call, CFG and the sampler in managed code): the reference the device loop is checked against.
+    /// Default false: latents, CFG and the sampler step stay on the backend (<see cref="DeviceSampler"/>);
+    /// samplers without a device form always take the host loop.
+    /// </summary>
+    public bool HostReferenceLoop { get; set; }
+
+    float[] DenoiseOnDevice(DeviceSampler sampler, float[] initial, int n, int lh, int lw, SdxlUnetConditioning conditioning, float guidanceScale,
+        IProgress<StepProgress>? progress, Stopwatch clock, CancellationToken ct)
+    {
+        var scheduler = sampler.Host;
+        var x = Ops.FromHost(initial, n, LatentChannels, lh, lw);
+        try
+        {
+            for (int i = 0; i < scheduler.StepCount; i++)
+            {
+                ct.ThrowIfCancellationRequested();
+                Tensor next;
+                var arena = Ops as IStepArena;
+                using (var stepScope = arena?.BeginStep())
+                {
+                    using (var scaled = sampler.ScaleModelInput(x, i))
+                    using (var input = conditioning.Guided ? Ops.Concat([scaled, scaled], 0) : null)
+                    using (var output = Unet.Forward(input ?? scaled, [scheduler.Timesteps[i]], conditioning.EncoderHiddenStates, conditioning.TextEmbeds,
+                        conditioning.TimeIds))
+                    {
+                        if (output.Dim(1) != LatentChannels)
+                            throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
+                        if (conditioning.Guided)
+                        {
+                            using var uncond = Ops.Slice(output, 0, 0, n);
+                            using var cond = Ops.Slice(output, 0, n, n);
+                            using var noise = DeviceGuidance.Combine(uncond, cond, guidanceScale);
+                            next = sampler.Step(noise, i, x);
+                        }
+                        else next = sampler.Step(output, i, x);
+                    }
+                    if (arena is not null)
+                    {
+                        var kept = arena.Persist(next);
+                        next.Dispose();
+                        next = kept;
+                        sampler.PersistHistory(arena);
+                    }
+                }
+                x.Dispose();
+                x = next;
+                progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
+            }
+            return Ops.ToHost(x);
+        }
+        finally { x.Dispose(); }
     }
 
     /// <summary><see cref="Generate"/> on the thread pool.</summary>

@@ -9,7 +9,7 @@ namespace LayerFusion.Core.Tensors;
 /// [out, in] as in PyTorch checkpoints; conv weights are [out, in, kh, kw].
 /// Every op returns a new tensor and leaves its inputs unchanged.
 /// </summary>
-public interface IOps
+public partial interface IOps
 {
     string Name { get; }
 

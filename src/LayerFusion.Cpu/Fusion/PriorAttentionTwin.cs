@@ -3,12 +3,11 @@ using LayerFusion.Core.Fusion;
 namespace LayerFusion.Cpu.Fusion;
 
 /// <summary>
-/// The CPU twin of the fused prior attention kernel (kernels/attention_priors.cu): the same function
-/// composed from the pieces that already exist on the host — <see cref="CpuOps.Attention"/> for the
-/// output, <see cref="AttentionStatistics"/> for s and the &lt;EOS&gt; column (exact per-row softmax of
-/// every head, head-mean before squaring, no M x N map), <see cref="PriorMath.BlendInPlace"/> for
-/// Eq. 1 / Eq. 2. GPU parity tests compare the kernel with this, and the engine can use it as the
-/// CPU backend of the same call.
+/// The CPU twin of the fused prior attention kernel (kernels/attention_priors.cu) on host arrays:
+/// <see cref="CpuOps.PriorAttention"/> (streamed per query tile, all heads of a tile in one task,
+/// head-mean before squaring, no M x N map, multi-threaded; the engine's CPU path) for the output, s
+/// and the &lt;EOS&gt; column, and <see cref="PriorMath.BlendInPlace"/> for the epilogue's Eq. 1 / Eq. 2.
+/// GPU parity tests compare the kernel with this.
 /// </summary>
 public static class PriorAttentionTwin
 {
@@ -17,7 +16,7 @@ public static class PriorAttentionTwin
     /// <param name="v">[batch, keys, heads*headDim]</param>
     /// <param name="keyBias">optional [batch, keys], added to every score row (output only; see remarks).</param>
     /// <remarks>
-    /// <see cref="AttentionStatistics"/> has no key bias, so priors together with a key bias are
+    /// CpuOps.PriorAttention takes no key bias, so priors together with a key bias are
     /// refused here (LayerFusion never asks for them together: priors come from FG attention, key
     /// bias only from BG sharing); the kernel supports the combination and is checked against the
     /// float64 reference for it.
@@ -35,28 +34,30 @@ public static class PriorAttentionTwin
         if (keyBias is not null && keyBias.Length != (long)batch * keys)
             throw new ArgumentException($"key bias must be [{batch}, {keys}]");
         if (keyBias is not null && options.EmitsPriors)
-            throw new NotSupportedException("the CPU twin's statistics (AttentionStatistics) take no key bias");
+            throw new NotSupportedException("the CPU twin's statistics (CpuOps.PriorAttention) take no key bias");
 
         float[] output;
+        float[]? sparsity = null, column = null;
         var ops = new CpuOps();
         using (var qt = ops.FromHost(q, batch, queries, inner))
         using (var kt = ops.FromHost(k, batch, keys, inner))
         using (var vt = ops.FromHost(v, batch, keys, inner))
         using (var bt = keyBias is null ? null : ops.FromHost(keyBias, batch, keys))
-        using (var o = ops.Attention(qt, kt, vt, heads, bt))
-            output = ops.ToHost(o);
-
-        float[]? sparsity = options.Sparsity ? new float[batch * queries] : null;
-        float[]? column = options.EosIndex >= 0 ? new float[batch * queries] : null;
-        if (options.EmitsPriors)
-            for (int b = 0; b < batch; b++)
+        {
+            if (options.EmitsPriors)
             {
-                var stats = AttentionStatistics.Compute(q.AsSpan(b * queries * inner, queries * inner), k.AsSpan(b * keys * inner, keys * inner),
-                    queries, keys, heads, headDim, options.Sparsity, options.EosIndex);
-                if (sparsity is not null)
-                    for (int i = 0; i < queries; i++) sparsity[b * queries + i] = 1f / stats.SumOfSquares![i];
-                stats.Column?.CopyTo(column!, b * queries);
+                // the streamed, multi-threaded twin itself: CpuOps.PriorAttention (the engine's CPU path)
+                using var r = ops.PriorAttention(qt, kt, vt, heads, options.Sparsity, options.EosIndex);
+                output = ops.ToHost(r.Output);
+                sparsity = r.Sparsity is null ? null : ops.ToHost(r.Sparsity);
+                column = r.Column is null ? null : ops.ToHost(r.Column);
             }
+            else
+            {
+                using var o = ops.Attention(qt, kt, vt, heads, bt);
+                output = ops.ToHost(o);
+            }
+        }
 
         float[]? fg = null;
         if (blend is not null)

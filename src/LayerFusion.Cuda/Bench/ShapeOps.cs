@@ -18,8 +18,9 @@ public sealed class ShapeOps : IOps
 
     readonly Dictionary<string, long[]> _uploaded = new();
 
-    /// <summary>Multiply-add FLOPs (2 per MAC) of the matrix ops, by kind: "linear", "conv", "matmul", "attention".</summary>
-    public Dictionary<string, double> Flops { get; } = new() { ["linear"] = 0, ["conv"] = 0, ["matmul"] = 0, ["attention"] = 0 };
+    /// <summary>Multiply-add FLOPs (2 per MAC) of the matrix ops, by kind: "linear", "conv", "matmul", "attention",
+    /// "prior-stats" (the fused kernel's second score sweep for s; the &lt;EOS&gt; column costs no extra MACs).</summary>
+    public Dictionary<string, double> Flops { get; } = new() { ["linear"] = 0, ["conv"] = 0, ["matmul"] = 0, ["attention"] = 0, ["prior-stats"] = 0 };
     /// <summary>Attention FLOPs by key count (self-attention has many keys, cross-attention 77).</summary>
     public Dictionary<int, double> AttentionFlopsByKeys { get; } = new();
     public IReadOnlyDictionary<string, long[]> Uploaded => _uploaded;
@@ -168,5 +169,46 @@ public sealed class ShapeOps : IOps
     {
         Require(axes.Length == x.Rank && axes.Order().SequenceEqual(Enumerable.Range(0, x.Rank)), "Permute", x);
         return T(axes.Select(a => x.Dim(a)).ToArray());
+    }
+
+    // ---- LayerFusion prior ops -----------------------------------------------------------------
+
+    public PriorAttentionOutputs PriorAttention(Tensor q, Tensor k, Tensor v, int heads, bool sparsity, int column)
+    {
+        var o = Attention(q, k, v, heads);
+        Require(column < k.Dim(1), "PriorAttention column", k);
+        if (sparsity) Flops["prior-stats"] += 2.0 * q.Dim(0) * q.Dim(1) * k.Dim(1) * q.Dim(2);
+        return new PriorAttentionOutputs(o, sparsity ? T(q.Dim(0), q.Dim(1)) : null, column >= 0 ? T(q.Dim(0), q.Dim(1)) : null);
+    }
+
+    public Tensor DensityPrior(Tensor sparsity)
+    {
+        Require(sparsity.Rank == 2, "DensityPrior", sparsity);
+        return T(sparsity.Shape);
+    }
+
+    public Tensor ResizeBilinear(Tensor maps, int height, int width, int outHeight, int outWidth)
+    {
+        Require(maps.Rank == 2 && (long)height * width == maps.Dim(1) && outHeight > 0 && outWidth > 0, "ResizeBilinear", maps);
+        return T(maps.Dim(0), outHeight * outWidth);
+    }
+
+    public (Tensor Soft, Tensor Hard) PriorMasks(Tensor density, Tensor content, float d)
+    {
+        Require(density.Rank == 2 && density.Shape.SequenceEqual(content.Shape), "PriorMasks", density, content);
+        return (T(density.Shape), T(density.Shape));
+    }
+
+    public (Tensor Fg, Tensor Blend) PriorBlend(Tensor fg, Tensor blend, Tensor soft, Tensor hard)
+    {
+        Require(fg.Rank == 3 && fg.Shape.SequenceEqual(blend.Shape) && soft.ElementCount == fg.Dim(1) && hard.ElementCount == fg.Dim(1),
+            "PriorBlend", fg, blend, soft, hard);
+        return (T(fg.Shape), T(fg.Shape));
+    }
+
+    public Tensor ExclusionKeyBias(Tensor hard, int rows, int openKeys)
+    {
+        Require(rows > 0 && openKeys >= 0, "ExclusionKeyBias", hard);
+        return T(rows, openKeys + (int)hard.ElementCount);
     }
 }

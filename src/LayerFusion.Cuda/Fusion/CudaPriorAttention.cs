@@ -10,6 +10,7 @@ namespace LayerFusion.Cuda.Fusion;
 public sealed unsafe class DeviceFloats : IDisposable
 {
     readonly CudaDevice _device;
+    readonly bool _owns = true;
     bool _disposed;
 
     public DeviceFloats(CudaDevice device, long count)
@@ -20,6 +21,16 @@ public sealed unsafe class DeviceFloats : IDisposable
         device.MakeCurrent();
         Driver.Check(Driver.cuMemAlloc(out var p, (nuint)(count * 4)), "cuMemAlloc(DeviceFloats)");
         Ptr = p;
+    }
+
+    /// <summary>A view of fp32 scratch another owner frees (CudaOps' prior ops carve it from a step's arena).</summary>
+    internal DeviceFloats(CudaDevice device, ulong ptr, long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        _device = device;
+        Count = count;
+        Ptr = ptr;
+        _owns = false;
     }
 
     public static DeviceFloats From(CudaDevice device, ReadOnlySpan<float> values)
@@ -66,6 +77,7 @@ public sealed unsafe class DeviceFloats : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        if (!_owns) return;
         _device.MakeCurrent();
         Driver.cuStreamSynchronize(_device.Stream);
         Driver.cuMemFree(Ptr);

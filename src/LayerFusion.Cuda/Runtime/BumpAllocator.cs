@@ -4,7 +4,8 @@ namespace LayerFusion.Cuda.Runtime;
 /// The bookkeeping of the per-step device arena, kept free of CUDA so it can be tested anywhere.
 /// Allocations bump an offset through chunks; <see cref="Reset"/> (end of a denoising step) frees
 /// everything at once and, if the step needed more than one chunk, replaces them by one chunk of
-/// the high-water size, so from the second step on a step allocates nothing from the driver.
+/// the high-water size (bounded by it, not by the sum of the chunks), so from the second step on a
+/// step allocates nothing from the driver.
 /// </summary>
 public sealed class BumpAllocator(Func<long, ulong> allocateChunk, Action<ulong> freeChunk, long initialChunkBytes = 64L << 20)
     : IDisposable
@@ -74,7 +75,9 @@ public sealed class BumpAllocator(Func<long, ulong> allocateChunk, Action<ulong>
     {
         if (_chunks.Count > 1)
         {
-            long total = Capacity;
+            // the step's high water, not the sum of the doubling chunks (up to 2x it: 15-25 GB
+            // guided 1024^2 steps would hold 30-50); one chunk has no tail gaps, so the same step fits
+            long total = Math.Max(HighWater, initialChunkBytes);
             foreach (var c in _chunks) freeChunk(c.Ptr);
             _chunks.Clear();
             _chunks.Add((allocateChunk(total), total));

@@ -94,6 +94,10 @@ public class HostSideTests
             arena.Reset();
         }
         Assert.Equal(before, arena.DriverAllocations);
+        // bounded by the step's high water (aligned sizes), not by the sum of the doubling chunks
+        long aligned = sizes.Sum(s => Math.Max(BumpAllocator.Alignment, (s + BumpAllocator.Alignment - 1) / BumpAllocator.Alignment * BumpAllocator.Alignment));
+        Assert.Equal(aligned, arena.HighWater);
+        Assert.Equal(arena.HighWater, arena.Capacity);
         arena.Dispose();
         Assert.Empty(dev.Live);
     }

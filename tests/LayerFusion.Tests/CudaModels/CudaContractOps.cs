@@ -199,4 +199,44 @@ internal sealed class CudaContractOps(IOps inner, StorageType storage, bool roun
         catch (Exception e) when (e is ArgumentException or NotSupportedException) { Require(false, $"permute: {e.Message}"); }
         return Out(nameof(Permute), inner.Permute(xs, axes));
     }
+
+    // ---- LayerFusion prior ops (CudaOps.Priors.cs' checks) ------------------------------------------
+
+    public PriorAttentionOutputs PriorAttention(Tensor q, Tensor k, Tensor v, int heads, bool sparsity, int column)
+    {
+        var (qs, ks, vs) = (In(q), In(k), In(v));
+        Require(qs.Rank == 3 && ks.Rank == 3, "prior attention ranks");
+        int c = qs.Shape[2], n = ks.Shape[1];
+        Require(heads > 0 && c % heads == 0 && n >= 1 && column < n, "prior attention heads / keys / column");
+        Require(2 * heads * 4 * 4 <= H100SharedOptin, "prior statistics shared memory");
+        Require(ks.Shape[0] <= 65535, "prior statistics grid y");
+        var r = inner.PriorAttention(qs, ks, vs, heads, sparsity, column);
+        return new PriorAttentionOutputs(Out(nameof(PriorAttention), r.Output), r.Sparsity is null ? null : Out(nameof(PriorAttention), r.Sparsity),
+            r.Column is null ? null : Out(nameof(PriorAttention), r.Column));
+    }
+
+    public Tensor DensityPrior(Tensor sparsity)
+    {
+        var s = In(sparsity);
+        Require(s.Rank == 2, "density prior vectors [B, M]");
+        return Out(nameof(DensityPrior), inner.DensityPrior(s));
+    }
+
+    public Tensor ResizeBilinear(Tensor maps, int height, int width, int outHeight, int outWidth) =>
+        Out(nameof(ResizeBilinear), inner.ResizeBilinear(In(maps), height, width, outHeight, outWidth));
+
+    public (Tensor Soft, Tensor Hard) PriorMasks(Tensor density, Tensor content, float d)
+    {
+        var (s, h) = inner.PriorMasks(In(density), In(content), d);
+        return (Out(nameof(PriorMasks), s), Out(nameof(PriorMasks), h));
+    }
+
+    public (Tensor Fg, Tensor Blend) PriorBlend(Tensor fg, Tensor blend, Tensor soft, Tensor hard)
+    {
+        var (f, b) = inner.PriorBlend(In(fg), In(blend), In(soft), In(hard));
+        return (Out(nameof(PriorBlend), f), Out(nameof(PriorBlend), b));
+    }
+
+    public Tensor ExclusionKeyBias(Tensor hard, int rows, int openKeys) =>
+        Out(nameof(ExclusionKeyBias), inner.ExclusionKeyBias(In(hard), rows, openKeys));
 }

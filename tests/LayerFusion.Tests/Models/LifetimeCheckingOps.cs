@@ -56,6 +56,12 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
 
     public int LiveCount { get { lock (_live) return _live.Count; } }
 
+    int _fromHost, _toHost, _uploads, _scalarUploads;
+    /// <summary>Host-to-device copies (FromHost), device-to-host reads (ToHost), weight uploads, and the
+    /// small host arrays TimestepEmbedding and Gather take (timesteps, time ids, token ids).</summary>
+    public (int FromHost, int ToHost, int Uploads, int ScalarUploads) Transfers =>
+        (Volatile.Read(ref _fromHost), Volatile.Read(ref _toHost), Volatile.Read(ref _uploads), Volatile.Read(ref _scalarUploads));
+
     /// <summary>Names of every checkpoint tensor uploaded so far.</summary>
     public IReadOnlySet<string> Uploaded { get { lock (_uploaded) return _uploaded.ToHashSet(); } }
 
@@ -76,11 +82,20 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
     }
 
     public string Name => "checked-" + inner.Name;
-    public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape) => Wrap(inner.FromHost(data, shape));
-    public float[] ToHost(Tensor x) => inner.ToHost(Use(x));
+    public Tensor FromHost(ReadOnlySpan<float> data, params int[] shape)
+    {
+        Interlocked.Increment(ref _fromHost);
+        return Wrap(inner.FromHost(data, shape));
+    }
+    public float[] ToHost(Tensor x)
+    {
+        Interlocked.Increment(ref _toHost);
+        return inner.ToHost(Use(x));
+    }
     public Tensor Zeros(params int[] shape) => Wrap(inner.Zeros(shape));
     public Tensor Upload(WeightTensor weight)
     {
+        Interlocked.Increment(ref _uploads);
         lock (_uploaded) _uploaded.Add(weight.Name);
         return Wrap(inner.Upload(weight), weight: true);
     }
@@ -100,8 +115,16 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
         Wrap(inner.Attention(Use(q), Use(k), Use(v), heads, UseOpt(keyBias), causal));
     public Tensor Upsample2xNearest(Tensor x) => Wrap(inner.Upsample2xNearest(Use(x)));
     public Tensor TimestepEmbedding(ReadOnlySpan<float> timesteps, int dim, bool flipSinToCos, float downscaleFreqShift, float scale = 1,
-        int maxPeriod = 10000) => Wrap(inner.TimestepEmbedding(timesteps, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
-    public Tensor Gather(Tensor table, ReadOnlySpan<int> ids) => Wrap(inner.Gather(Use(table), ids));
+        int maxPeriod = 10000)
+    {
+        Interlocked.Increment(ref _scalarUploads);
+        return Wrap(inner.TimestepEmbedding(timesteps, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
+    }
+    public Tensor Gather(Tensor table, ReadOnlySpan<int> ids)
+    {
+        Interlocked.Increment(ref _scalarUploads);
+        return Wrap(inner.Gather(Use(table), ids));
+    }
     public Tensor Add(Tensor a, Tensor b) => Wrap(inner.Add(Use(a), Use(b)));
     public Tensor Sub(Tensor a, Tensor b) => Wrap(inner.Sub(Use(a), Use(b)));
     public Tensor Mul(Tensor a, Tensor b) => Wrap(inner.Mul(Use(a), Use(b)));
@@ -109,4 +132,23 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis) => Wrap(inner.Concat(parts.Select(Use).ToArray(), axis));
     public Tensor Slice(Tensor x, int axis, int start, int length) => Wrap(inner.Slice(Use(x), axis, start, length));
     public Tensor Permute(Tensor x, params int[] axes) => Wrap(inner.Permute(Use(x), axes));
+    public PriorAttentionOutputs PriorAttention(Tensor q, Tensor k, Tensor v, int heads, bool sparsity, int column)
+    {
+        var r = inner.PriorAttention(Use(q), Use(k), Use(v), heads, sparsity, column);
+        return new PriorAttentionOutputs(Wrap(r.Output), r.Sparsity is null ? null : Wrap(r.Sparsity), r.Column is null ? null : Wrap(r.Column));
+    }
+    public Tensor DensityPrior(Tensor sparsity) => Wrap(inner.DensityPrior(Use(sparsity)));
+    public Tensor ResizeBilinear(Tensor maps, int height, int width, int outHeight, int outWidth) =>
+        Wrap(inner.ResizeBilinear(Use(maps), height, width, outHeight, outWidth));
+    public (Tensor Soft, Tensor Hard) PriorMasks(Tensor density, Tensor content, float d)
+    {
+        var (s, h) = inner.PriorMasks(Use(density), Use(content), d);
+        return (Wrap(s), Wrap(h));
+    }
+    public (Tensor Fg, Tensor Blend) PriorBlend(Tensor fg, Tensor blend, Tensor soft, Tensor hard)
+    {
+        var (f, b) = inner.PriorBlend(Use(fg), Use(blend), Use(soft), Use(hard));
+        return (Wrap(f), Wrap(b));
+    }
+    public Tensor ExclusionKeyBias(Tensor hard, int rows, int openKeys) => Wrap(inner.ExclusionKeyBias(Use(hard), rows, openKeys));
 }

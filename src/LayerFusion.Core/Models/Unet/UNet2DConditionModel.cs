@@ -126,7 +126,26 @@ public sealed class UNet2DConditionModel
     /// Returns the model output [B, out_channels, h, w].
     /// </summary>
     public Tensor Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor encoderHiddenStates, Tensor? textEmbeds = null,
+        ReadOnlySpan<float> timeIds = default, IAttentionProcessor? processor = null, IAttentionWeights? attentionWeights = null) =>
+        Run(sample, timesteps, encoderHiddenStates, textEmbeds, timeIds, processor, attentionWeights, null)!;
+
+    /// <summary>
+    /// <see cref="Forward"/> for its attention side effects only (LayerFusion's prior pass): the blocks
+    /// run in order until <paramref name="done"/> is true after a block (checked after every down
+    /// block, the mid block and every up block), then the rest of the graph is skipped. Returns
+    /// whether it stopped early; the model output, if it was reached, is discarded.
+    /// </summary>
+    public bool ForwardUntil(Func<bool> done, Tensor sample, ReadOnlySpan<float> timesteps, Tensor encoderHiddenStates, Tensor? textEmbeds = null,
         ReadOnlySpan<float> timeIds = default, IAttentionProcessor? processor = null, IAttentionWeights? attentionWeights = null)
+    {
+        ArgumentNullException.ThrowIfNull(done);
+        var y = Run(sample, timesteps, encoderHiddenStates, textEmbeds, timeIds, processor, attentionWeights, done);
+        y?.Dispose();
+        return y is null;
+    }
+
+    Tensor? Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor encoderHiddenStates, Tensor? textEmbeds,
+        ReadOnlySpan<float> timeIds, IAttentionProcessor? processor, IAttentionWeights? attentionWeights, Func<bool>? done)
     {
         var c = Config;
         var ops = sample.Ops;
@@ -192,9 +211,16 @@ public sealed class UNet2DConditionModel
                 };
                 skips.AddRange(states);
                 h = hidden;
+                // h is the last skip: the finally below frees it
+                if (done?.Invoke() == true) return null;
             }
 
             h = _mid.Forward(h, tembSilu, encoderHiddenStates, rt);
+            if (done?.Invoke() == true)
+            {
+                h.Dispose();
+                return null;
+            }
             for (int i = 0; i < _up.Length; i++)
             {
                 var block = _up[i];
@@ -211,6 +237,11 @@ public sealed class UNet2DConditionModel
                 h.Dispose();
                 foreach (var r in res) r.Dispose();
                 h = next;
+                if (done?.Invoke() == true)
+                {
+                    h.Dispose();
+                    return null;
+                }
             }
 
             using (h)
