@@ -38,17 +38,26 @@ public static class PngFile
     // ---------------------------------------------------------------- writing
 
     /// <summary>Writes <paramref name="image"/> to <paramref name="path"/> atomically (temp file + rename).</summary>
-    public static void Write(string path, Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null)
+    /// <param name="srgb">Tag the pixels as sRGB (sRGB chunk, perceptual intent, plus the gAMA value the PNG spec pairs with it).</param>
+    public static void Write(string path, Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null, bool srgb = false)
     {
-        var bytes = Encode(image, text);
+        var bytes = Encode(image, text, srgb);
         AtomicFile.Write(path, s => s.Write(bytes));
     }
 
     /// <summary>Encodes an RGB or RGBA 8-bit PNG with the given text entries (keyword, value), in order.</summary>
-    public static byte[] Encode(Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null)
+    public static byte[] Encode(Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null, bool srgb = false)
     {
         ArgumentNullException.ThrowIfNull(image);
         var textChunks = new List<byte[]>();
+        if (srgb)
+        {
+            // PNG 11.3.3.5: an sRGB chunk should come with gAMA 45455 for decoders that only know gAMA
+            textChunks.Add(Chunk("sRGB", [0]));
+            var gama = new byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(gama, 45455);
+            textChunks.Add(Chunk("gAMA", gama));
+        }
         foreach (var (key, value) in text ?? [])
             textChunks.Add(TextChunk(key, value));
 
@@ -61,7 +70,7 @@ public static class PngFile
         }
         if (textChunks.Count == 0) return png;
 
-        // stb writes signature, IHDR, IDAT, IEND: text goes right after IHDR, before the image data
+        // stb writes signature, IHDR, IDAT, IEND: colour space and text go right after IHDR, before the image data
         var chunks = ParseChunks(png, "encoded PNG", PngReadLimits.Default with { MaxFileBytes = long.MaxValue, MaxPixels = long.MaxValue, MaxWidth = int.MaxValue, MaxHeight = int.MaxValue });
         int afterIhdr = chunks[0].DataOffset + chunks[0].Length + 4;
         var result = new MemoryStream(png.Length + textChunks.Sum(c => c.Length));
