@@ -28,7 +28,7 @@ public sealed record SdxlPipelineOptions
 
 /// <summary>
 /// diffusers v0.25 StableDiffusionXLPipeline on an <see cref="IOps"/> backend: loaded once, weights
-/// resident, <see cref="Generate"/> as often as wanted. No console output; warnings come back in the
+/// resident, <see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> as often as wanted. No console output; warnings come back in the
 /// result. The pieces a pipeline is made of (<see cref="EncodePrompt"/>, <see cref="CreateConditioning"/>,
 /// <see cref="InitialLatents"/>, <see cref="PredictNoise"/>, <see cref="DecodeLatents"/>,
 /// <see cref="Postprocess"/>) are public so other pipelines (the LayerFusion triplet) reuse them.
@@ -351,7 +351,7 @@ public sealed class SdxlPipeline : IDisposable
         }
     }
 
-    /// <summary><see cref="Generate"/> on the thread pool.</summary>
+    /// <summary><see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> on the thread pool.</summary>
     public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
 
