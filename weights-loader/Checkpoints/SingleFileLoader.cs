@@ -129,16 +129,12 @@ internal static class SingleFileLoader
         if (!file.Metadata.TryGetValue(Checkpoint.SingleFileConfigsKey, out var text)) return [];
         if (text.Length > ConfigReader.MaxConfigBytes)
             throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' is {text.Length} characters, more than the {ConfigReader.MaxConfigBytes} allowed");
-        try
+        if (ConfigReader.ParseJson(text, $"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}'") is JsonObject o)
         {
-            if (JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false }) is JsonObject o)
-            {
-                foreach (var (k, v) in o)
-                    if (v is not JsonObject) throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' entry '{k}' must be a JSON object");
-                return o;
-            }
+            foreach (var (k, v) in o)
+                if (v is not JsonObject) throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' entry '{k}' must be a JSON object");
+            return o;
         }
-        catch (JsonException) { }
         throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' must be a JSON object {{component: config}}");
     }
 

@@ -84,14 +84,16 @@ public sealed record LayerDiffuseFiles(string Attention, string TransparentDecod
 public sealed class LayerFusionPipeline : IDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
-    readonly TransparentDecoderFile _decoderFile;
 
     LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder)
     {
         Sdxl = sdxl;
-        _decoderFile = decoder;
         ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
-        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
+        var decoderStore = new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder");
+        // Uploaded now, like every other weight: the file is closed after loading, so a file replaced
+        // or truncated later cannot reach a generation.
+        foreach (var name in decoder.Tensors.Keys) _ = decoderStore[name];
+        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(decoderStore, decoder.Config));
         // the transparent decoder injects the latent where its features have the latent's size, so
         // its latent_inject_level must match diffusers' vae_scale_factor (a mismatched pair cannot decode)
         if (1 << decoder.Config.LatentInjectLevel != VaeScaleFactor)
@@ -129,13 +131,14 @@ public sealed class LayerFusionPipeline : IDisposable
         }
         catch
         {
-            decoder?.Dispose();
             sdxl?.Dispose();
             throw;
         }
         finally
         {
-            // SdxlPipeline.Load uploaded every weight and Merge copied the offset ones
+            // SdxlPipeline.Load uploaded every weight, Merge copied the offset ones, the constructor
+            // uploaded the decoder's
+            decoder?.Dispose();
             checkpoint.Dispose();
         }
     }
@@ -363,7 +366,6 @@ public sealed class LayerFusionPipeline : IDisposable
     public void Dispose()
     {
         Sdxl.Dispose();
-        _decoderFile.Dispose();
         _gate.Dispose();
     }
 }

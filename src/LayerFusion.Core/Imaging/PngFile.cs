@@ -120,17 +120,9 @@ public static class PngFile
     public static Image8 Read(string path, int? channels = null, PngReadLimits? limits = null)
     {
         limits ??= PngReadLimits.Default;
-        byte[] bytes;
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new UserInputException($"{path}: file not found");
-            if (info.Length > limits.MaxFileBytes)
-                throw new UserInputException($"{path}: {info.Length} bytes is larger than the {limits.MaxFileBytes}-byte limit for PNG input");
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (IOException e) { throw new UserInputException($"{path}: cannot read: {e.Message}", e); }
-        catch (UnauthorizedAccessException e) { throw new UserInputException($"{path}: cannot read: {e.Message}", e); }
+        ArgumentNullException.ThrowIfNull(path);
+        // Links followed, regular files only (a FIFO or device would block or never end), bounded.
+        var bytes = UntrustedFile.ReadAllBytes(path, limits.MaxFileBytes);
         return Decode(bytes, path, channels, limits);
     }
 

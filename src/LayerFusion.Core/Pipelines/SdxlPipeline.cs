@@ -138,21 +138,9 @@ public sealed class SdxlPipeline : IDisposable
     {
         if (checkpoint.Layout != CheckpointLayout.DiffusersFolder) return true;
         var path = Path.Combine(checkpoint.SourcePath, "model_index.json");
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists || info.Length > 1 << 20) return true;
-            if (JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o["force_zeros_for_empty_prompt"] is JsonValue v)
-            {
-                if (v.TryGetValue(out bool b)) return b;
-                throw new UserInputException($"{path}: force_zeros_for_empty_prompt must be true or false");
-            }
-            return true;
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"{path}: not valid JSON ({e.Message})");
-        }
+        if (!File.Exists(path)) return true;
+        // The same reader and policy as the checkpoint loader's (ConfigReader): one verdict per file.
+        return WeightsLoader.Configs.ConfigReader.FromFile(path).Bool("force_zeros_for_empty_prompt", true);
     }
 
     // ---- the reusable pieces ------------------------------------------------------------------
