@@ -108,6 +108,31 @@ public sealed class ConfigReader
         throw Bad(key, $"must be a finite number, found {node!.ToJsonString()}");
     }
 
+    /// <summary>
+    /// A finite number in [min, max] (or (min, max] when <paramref name="minExclusive"/>): a value the
+    /// model would compute garbage from (a zero scaling factor, a negative epsilon) is refused by name.
+    /// </summary>
+    public double Double(string key, double fallback, double min, double max, bool minExclusive = false)
+    {
+        double v = Double(key, fallback);
+        if (v < min || v > max || (minExclusive && v == min))
+            throw Bad(key, $"is {v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}, outside {(minExclusive ? "(" : "[")}{Fmt(min)}, {Fmt(max)}]");
+        return v;
+    }
+
+    static string Fmt(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>A list of finite numbers of at most <paramref name="maxCount"/> entries, or null when absent (or null).</summary>
+    public double[]? OptionalDoubles(string key, int maxCount)
+    {
+        if (!TryGet(key, out var node)) return null;
+        if (node is not JsonArray a || a.Count > maxCount) throw Bad(key, $"must be an array of at most {maxCount} numbers");
+        var result = new double[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            result[i] = a[i] is { } e && TryNumber(e, out var d) && double.IsFinite(d) ? d : throw Bad(key, $"entry {i} must be a finite number");
+        return result;
+    }
+
     /// <summary>A JSON number, whether parsed from text (a JsonElement) or built in code (int, long, float...).</summary>
     static bool TryNumber(JsonNode node, out double value)
     {
