@@ -212,6 +212,7 @@ public sealed class SdxlPipeline : IDisposable
         if (conditioning.Guided) latents.CopyTo(input.AsSpan(latents.Length));
         scheduler.ScaleModelInput(input, stepIndex, input);
         var output = RunUnet(input, latentHeight, latentWidth, scheduler.Timesteps[stepIndex], conditioning, processor, attentionWeights);
+        FiniteCheck.Require(output, "unet", $"at denoising step {stepIndex + 1} of {scheduler.StepCount}");
         if (!conditioning.Guided) return output;
         if (output.Length != input.Length)
             throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
@@ -244,6 +245,7 @@ public sealed class SdxlPipeline : IDisposable
         ArgumentNullException.ThrowIfNull(image);
         if (image.Rank != 4) throw new ArgumentException($"image must be [B, C, H, W], got {ShapeUtil.Format(image.Shape)}");
         var host = image.Ops.ToHost(image);
+        FiniteCheck.Require(host, "vae", "in the decoded image");
         int b = image.Dim(0), c = image.Dim(1), h = image.Dim(2), w = image.Dim(3);
         var result = new Image8[b];
         for (int i = 0; i < b; i++) result[i] = ImageConvert.FromSignedNchw(host, i, c, h, w);
@@ -275,6 +277,7 @@ public sealed class SdxlPipeline : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var encoding = EncodePrompt(request.Prompt, request.NegativePrompt, request.Prompt2, request.NegativePrompt2, request.ClipSkip);
+            FiniteCheck.Require(encoding, "request's");
             return Generate(request, encoding, progress, cancellationToken);
         }
     }
@@ -319,6 +322,7 @@ public sealed class SdxlPipeline : IDisposable
                 cancellationToken.ThrowIfCancellationRequested();
                 var noise = PredictNoise(scheduler, i, latents, lh, lw, conditioning, request.GuidanceScale);
                 scheduler.Step(noise, i, latents, latents);
+                FiniteCheck.Require(latents, "sampler", $"({scheduler.Name}) at denoising step {i + 1} of {scheduler.StepCount}");
                 progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
             }
             cancellationToken.ThrowIfCancellationRequested();
