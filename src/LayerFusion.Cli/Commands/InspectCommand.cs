@@ -139,19 +139,11 @@ internal static class InspectCommand
 
     static void CheckTokenizerFileSize(string path)
     {
-        long length = new FileInfo(path).Length;
-        // 0 bytes also covers FIFOs and devices, whose reads would block forever.
-        if (length == 0) throw new UserInputException($"{path}: empty (or not a regular file)");
-        if (length > MaxTokenizerFileBytes) throw new UserInputException($"{path}: larger than 64 MiB");
+        // Links followed, regular files only (a FIFO or device would block or never end), the target's size.
+        if (UntrustedFile.CheckRegularFile(path, MaxTokenizerFileBytes) == 0) throw new UserInputException($"{path}: empty");
     }
 
-    static JsonNode? ReadJson(string path)
-    {
-        CheckTokenizerFileSize(path);
-        // Duplicate names refused while parsing (a JsonObject would throw ArgumentException on first use).
-        try { return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
-        catch (JsonException e) { throw new UserInputException($"{path}: not valid JSON ({e.Message})"); }
-    }
+    static JsonNode? ReadJson(string path) => ConfigReader.ReadJsonFile(path, MaxTokenizerFileBytes);
 
     static string ConfigSummary(object config) => config switch
     {
