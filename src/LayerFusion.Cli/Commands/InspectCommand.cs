@@ -59,9 +59,7 @@ internal static class InspectCommand
     /// <summary>A PNG: its size, channels and text entries (our outputs' generation parameters).</summary>
     static JsonObject DescribePng(string path)
     {
-        if (new FileInfo(path).Length > Core.Imaging.PngReadLimits.Default.MaxFileBytes)
-            throw new UserInputException($"'{path}': a PNG larger than {Core.Imaging.PngReadLimits.Default.MaxFileBytes} bytes");
-        var bytes = File.ReadAllBytes(path);
+        var bytes = UntrustedFile.ReadAllBytes(path, Core.Imaging.PngReadLimits.Default.MaxFileBytes);
         var header = Core.Imaging.PngFile.ReadHeader(bytes, path);
         var report = Base(path, "png-image");
         report["summary"] = $"{header.Width}x{header.Height}, {header.ColorType switch { 0 => "gray", 2 => "RGB", 3 => "palette", 4 => "gray+alpha", 6 => "RGBA", var c => $"color type {c}" }}, {header.BitDepth}-bit";

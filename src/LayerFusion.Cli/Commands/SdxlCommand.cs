@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using LayerFusion.Cli.Shared;
 using LayerFusion.Core.Imaging;
 using LayerFusion.Core.Pipelines;
@@ -18,8 +17,6 @@ internal static class SdxlCommand
 {
     /// <summary>Prompt files larger than this are refused (a prompt is a line, not a book).</summary>
     const long MaxPromptFileBytes = 1 << 20;
-
-    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     public static Command Create()
     {
@@ -145,24 +142,12 @@ internal static class SdxlCommand
     {
         if (prompt is not null && promptFile is not null) throw new UserInputException("give either --prompt or --prompt-file, not both");
         if (promptFile is null) return prompt ?? throw new UserInputException("a prompt is required: --prompt TEXT (-p) or --prompt-file FILE");
-        string text;
-        try
-        {
-            if (Directory.Exists(promptFile)) throw new UserInputException($"--prompt-file '{promptFile}' is a folder, not a text file");
-            var info = new FileInfo(promptFile);
-            if (!info.Exists) throw new UserInputException($"--prompt-file '{promptFile}': no such file");
-            if (info.Length > MaxPromptFileBytes) throw new UserInputException($"--prompt-file '{promptFile}': {info.Length} bytes, more than the {MaxPromptFileBytes} allowed");
-            // strict: a file that is not UTF-8 text would otherwise become a prompt of U+FFFD characters
-            text = File.ReadAllText(promptFile, StrictUtf8);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw new UserInputException($"--prompt-file '{promptFile}': not UTF-8 text");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new UserInputException($"--prompt-file '{promptFile}': cannot read it ({e.Message})");
-        }
+        if (Directory.Exists(promptFile)) throw new UserInputException($"--prompt-file '{promptFile}' is a folder, not a text file");
+        if (!File.Exists(promptFile) && !Directory.Exists(promptFile))
+            throw new UserInputException($"--prompt-file '{promptFile}': no such file");
+        // the shared opener: links followed to a regular file (not a FIFO or device), its own size
+        // against the limit, bounded read, strict UTF-8 (bytes that are not text are an error)
+        var text = UntrustedFile.ReadAllText(promptFile, MaxPromptFileBytes, $"--prompt-file '{promptFile}'");
         // a file's trailing newline is not part of the prompt
         return text.TrimEnd('\r', '\n');
     }

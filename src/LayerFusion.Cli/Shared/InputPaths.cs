@@ -101,15 +101,14 @@ internal static class InputPaths
     {
         var head = new byte[32];
         int n;
-        try
+        // the shared opener refuses FIFOs and devices (which would block or never end) before opening
+        using (var fs = UntrustedFile.OpenRead(path, long.MaxValue, $"'{path}'"))
         {
-            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
-            if (!fs.CanSeek) return "not a regular file";
-            n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new UserInputException($"'{path}': cannot read it ({CliErrors.OneLine(e)})");
+            try { n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UserInputException($"'{path}': cannot read it ({CliErrors.OneLine(e)})");
+            }
         }
         var h = head.AsSpan(0, n);
         if (n == 0) return "an empty file";

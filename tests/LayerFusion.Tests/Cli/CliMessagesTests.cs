@@ -115,6 +115,30 @@ public sealed class CliMessagesTests(TinySdxl tiny) : IClassFixture<TinySdxl>, I
     }
 
     [Fact]
+    public async Task DevicesFifosAndBigFilesBehindLinksAreRefusedWithoutHanging()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Skip("Linux devices and FIFOs");
+        File.CreateSymbolicLink(_tmp.Sub("zero-link.txt"), "/dev/zero");
+        File.WriteAllBytes(_tmp.Sub("big.txt"), new byte[(1 << 20) + 1]);
+        File.CreateSymbolicLink(_tmp.Sub("big-link.txt"), _tmp.Sub("big.txt"));
+        using (var mk = System.Diagnostics.Process.Start("mkfifo", _tmp.Sub("fifo.safetensors"))) mk.WaitForExit();
+        Assert.True(File.Exists(_tmp.Sub("fifo.safetensors")));
+        var cases = new (string[] Args, string Expect)[]
+        {
+            (["sdxl", "-m", tiny.Default, "--prompt-file", _tmp.Sub("zero-link.txt"), "-o", _tmp.Sub("a.png")], "--prompt-file"),
+            (["sdxl", "-m", tiny.Default, "--prompt-file", _tmp.Sub("big-link.txt"), "-o", _tmp.Sub("a.png")], "1048576"),
+            (["sdxl", "-m", _tmp.Sub("fifo.safetensors"), "-p", "x", "-o", _tmp.Sub("a.png")], "fifo.safetensors"),
+            (["inspect", _tmp.Sub("fifo.safetensors")], "fifo.safetensors"),
+        };
+        foreach (var (args, expect) in cases)
+        {
+            var task = Task.Run(() => Run(args), TestContext.Current.CancellationToken);
+            var r = await task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken); // throws TimeoutException on a hang
+            Assert.Contains(expect, OneError(r, string.Join(' ', args)));
+        }
+    }
+
+    [Fact]
     public void AMissingModelIsReportedAsTheModelNotAsALayerDiffuseFile()
     {
         var line = OneError(Run("generate", "-m", _tmp.Sub("no-model"), "--fg", "a", "--bg", "b", "-o", _tmp.Sub("o")), "missing model");
