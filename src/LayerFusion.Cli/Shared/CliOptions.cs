@@ -37,7 +37,7 @@ internal static class CliOptions
 
     public static Option<float> Cfg() => new("--cfg-scale", "--cfg")
     {
-        Description = $"Classifier-free guidance scale (<= 1: no guidance). Default {DefaultCfg.ToString(CultureInfo.InvariantCulture)}, diffusers' SDXL default, for every command.",
+        Description = "Classifier-free guidance scale (<= 1: no guidance); the default is diffusers' SDXL default, the same for sdxl and generate.",
         DefaultValueFactory = _ => DefaultCfg,
         CustomParser = r => Float(r, 0f, 1000f, DefaultCfg),
     };
