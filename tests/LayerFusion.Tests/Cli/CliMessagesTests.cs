@@ -195,24 +195,6 @@ public sealed class CliMessagesTests(TinySdxl tiny) : IClassFixture<TinySdxl>, I
     }
 
     [Fact]
-    public void ABadLayerFusionHomeIsNamed()
-    {
-        File.WriteAllText(_tmp.Sub("home-file"), "x");
-        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
-        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", _tmp.Sub("home-file"));
-        try
-        {
-            var line = OneError(Run("sdxl", "-p", "x", "--steps", "1", "-o", _tmp.Sub("h.png")), "home is a file");
-            Assert.Contains("LAYERFUSION_HOME", line);
-            Assert.Contains("is a file, not a folder", line);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
-        }
-    }
-
-    [Fact]
     public void RunRefusesZeroSizedAndOversizedInputsBeforeWork()
     {
         string zero = _tmp.Sub("zero.safetensors");

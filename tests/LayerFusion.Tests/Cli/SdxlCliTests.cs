@@ -216,4 +216,52 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
         }
     }
+
+    // LAYERFUSION_HOME is process-wide: the tests that set it live in this class, so they never overlap.
+
+    [Fact]
+    public void ABadLayerFusionHomeIsNamed()
+    {
+        string file = Out("home-file");
+        File.WriteAllText(file, "x");
+        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
+        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", file);
+        try
+        {
+            var r = Run("sdxl", "-p", "x", "--steps", "1", "-o", Out("h.png"));
+            Assert.Equal(2, r.Code);
+            var line = Assert.Single(Lines(r.Err));
+            Assert.StartsWith("error: LAYERFUSION_HOME", line);
+            Assert.Contains("is a file, not a folder", line);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
+        }
+    }
+
+    [Fact]
+    public void AnInterruptWhileTheBuiltInModelIsWrittenLeavesNoLitter()
+    {
+        string home = Path.Combine(tiny.Root, "home-interrupted");
+        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
+        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", home);
+        try
+        {
+            var interrupts = new LayerFusion.Cli.Shared.Interrupts();
+            interrupts.Signal(143); // SIGTERM arrives while the checkpoint is being written: seen before the rename
+            var o = new StringWriter();
+            var e = new StringWriter();
+            int code = Program.Run(["sdxl", "-p", "x", "--steps", "1", "--backend", "cpu", "-o", Out("int.png")], o, e, interrupts);
+            Assert.Equal(143, code);
+            Assert.Contains("terminated", e.ToString());
+            Assert.False(Directory.Exists(Path.Combine(home, "tiny-sdxl")));
+            Assert.Empty(Directory.GetFileSystemEntries(home));
+            Assert.False(File.Exists(Out("int.png")));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
+        }
+    }
 }
