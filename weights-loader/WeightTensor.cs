@@ -29,30 +29,65 @@ public abstract class WeightTensor
 
     public int[] ShapeInt32 => Shape.Select(d => checked((int)d)).ToArray();
 
+    /// <summary>
+    /// Copies bytes [<paramref name="byteOffset"/>, +destination.Length) of this tensor. For file-backed
+    /// tensors this reads only that range (where <see cref="Bytes"/> reads the whole tensor).
+    /// </summary>
+    public virtual void ReadBytes(long byteOffset, Span<byte> destination)
+    {
+        if (byteOffset < 0 || byteOffset + destination.Length > ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset), $"[{byteOffset}, +{destination.Length}) is outside tensor '{Name}' ({ByteLength} bytes)");
+        var all = Bytes;
+        if (all.Length != ByteLength)
+            throw new UserInputException($"tensor '{Name}': {all.Length} bytes, its shape and dtype need {ByteLength}");
+        all.Slice(checked((int)byteOffset), destination.Length).CopyTo(destination);
+    }
+
     /// <summary>Values widened/narrowed to fp32 (F16, BF16, F32, F64 only).</summary>
     public float[] ToFloat32()
     {
-        var result = new float[checked((int)ElementCount)];
-        var bytes = Bytes;
-        switch (DType)
+        int size = DType switch
         {
-            case DType.F32:
-                MemoryMarshal.Cast<byte, float>(bytes).CopyTo(result);
-                break;
-            case DType.F16:
-                for (int i = 0; i < result.Length; i++)
-                    result[i] = (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(2 * i)));
-                break;
-            case DType.BF16:
-                for (int i = 0; i < result.Length; i++)
-                    result[i] = DTypes.BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(2 * i)));
-                break;
-            case DType.F64:
-                for (int i = 0; i < result.Length; i++)
-                    result[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(bytes.Slice(8 * i));
-                break;
-            default:
-                throw new UserInputException($"tensor '{Name}' has dtype {DType}, not a floating-point type");
+            DType.F32 => 4,
+            DType.F16 or DType.BF16 => 2,
+            DType.F64 => 8,
+            _ => throw new UserInputException($"tensor '{Name}' has dtype {DType}, not a floating-point type"),
+        };
+        var result = new float[checked((int)ElementCount)];
+        // In chunks through one small buffer: a file-backed tensor is then never held twice.
+        const int ChunkElements = 1 << 18;
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Min(result.Length, ChunkElements) * size);
+        try
+        {
+            for (int start = 0; start < result.Length; start += ChunkElements)
+            {
+                int count = Math.Min(ChunkElements, result.Length - start);
+                var bytes = buffer.AsSpan(0, count * size);
+                ReadBytes((long)start * size, bytes);
+                var dst = result.AsSpan(start, count);
+                switch (DType)
+                {
+                    case DType.F32:
+                        MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst);
+                        break;
+                    case DType.F16:
+                        for (int i = 0; i < count; i++)
+                            dst[i] = (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(2 * i)));
+                        break;
+                    case DType.BF16:
+                        for (int i = 0; i < count; i++)
+                            dst[i] = DTypes.BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(2 * i)));
+                        break;
+                    default:
+                        for (int i = 0; i < count; i++)
+                            dst[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(bytes.Slice(8 * i));
+                        break;
+                }
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
         return result;
     }
@@ -105,5 +140,6 @@ public sealed class ArrayWeightTensor : WeightTensor
     sealed class RenamedWeightTensor(WeightTensor inner, string name) : WeightTensor(name, inner.DType, inner.Shape)
     {
         public override ReadOnlySpan<byte> Bytes => inner.Bytes;
+        public override void ReadBytes(long byteOffset, Span<byte> destination) => inner.ReadBytes(byteOffset, destination);
     }
 }

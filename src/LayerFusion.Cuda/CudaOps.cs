@@ -350,14 +350,18 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable
     public static ReadOnlySpan<byte> StorageBytes(WeightTensor weight, StorageType storage)
     {
         ArgumentNullException.ThrowIfNull(weight);
-        if (weight.Bytes.Length != weight.ByteLength)
-            throw new UserInputException($"tensor '{weight.Name}': {weight.Bytes.Length} bytes, its shape and dtype need {weight.ByteLength}");
         bool same = (weight.DType, storage) switch
         {
             (DType.F32, StorageType.F32) or (DType.F16, StorageType.F16) or (DType.BF16, StorageType.BF16) => true,
             _ => false,
         };
-        if (same) return weight.Bytes;
+        if (same)
+        {
+            var bytes = weight.Bytes; // one read for a file-backed tensor
+            if (bytes.Length != weight.ByteLength)
+                throw new UserInputException($"tensor '{weight.Name}': {bytes.Length} bytes, its shape and dtype need {weight.ByteLength}");
+            return bytes;
+        }
         var values = weight.ToFloat32();
         if (storage == StorageType.F16)
             foreach (var v in values)

@@ -13,8 +13,11 @@ public enum LdmTransform
     Transpose,
 }
 
-/// <summary>One ldm tensor and the diffusers tensor(s) it holds.</summary>
-public sealed record LdmRule(string LdmName, string[] DiffusersNames, LdmTransform Transform);
+/// <summary>
+/// One ldm tensor and the diffusers tensor(s) it holds. <paramref name="Alternative"/>: another name
+/// and layout some converters write for the same tensor (exactly one of the two may be present).
+/// </summary>
+public sealed record LdmRule(string LdmName, string[] DiffusersNames, LdmTransform Transform, LdmRule? Alternative = null);
 
 /// <summary>
 /// Single-file (ldm/sgm) names of SDXL components, following diffusers v0.25
@@ -159,7 +162,12 @@ public static class LdmKeyMap
         }
         rules.Add(new("ln_final.weight", ["text_model.final_layer_norm.weight"], LdmTransform.Rename));
         rules.Add(new("ln_final.bias", ["text_model.final_layer_norm.bias"], LdmTransform.Rename));
-        if (c.WithProjection) rules.Add(new("text_projection", ["text_projection.weight"], LdmTransform.Transpose));
+        // Released SDXL files store OpenCLIP's text_projection ([hidden, proj], applied as x @ P);
+        // diffusers' convert_diffusers_to_original_sdxl.py writes text_projection.weight, the Linear's
+        // own [proj, hidden] weight. Both are the same projection (ComfyUI accepts both too).
+        if (c.WithProjection)
+            rules.Add(new("text_projection", ["text_projection.weight"], LdmTransform.Transpose,
+                Alternative: new("text_projection.weight", ["text_projection.weight"], LdmTransform.Rename)));
         return rules;
     }
 

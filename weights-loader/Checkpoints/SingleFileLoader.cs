@@ -72,6 +72,8 @@ internal static class SingleFileLoader
         var byName = schema.ToDictionary(p => p.Name, p => p.Shape, StringComparer.Ordinal);
         var consumed = new HashSet<string>(StringComparer.Ordinal);
         var missing = new List<string>();
+        // The name each rule is read under: its own, or its alternative's when only that is present.
+        rules = rules.Select(r => Resolve(r, prefix, file, name)).ToList();
         foreach (var r in rules)
         {
             string key = prefix + r.LdmName;
@@ -119,6 +121,15 @@ internal static class SingleFileLoader
         return new ModelComponent<T>(name, cls, config, raw, schema, weights, [file.Path]);
     }
 
+    static LdmRule Resolve(LdmRule rule, string prefix, SafeTensorsFile file, string component)
+    {
+        if (rule.Alternative is not { } alt) return rule;
+        bool main = file.ByName.ContainsKey(prefix + rule.LdmName), other = file.ByName.ContainsKey(prefix + alt.LdmName);
+        if (main && other)
+            throw new UserInputException($"{file.Path}: {component} has both '{prefix + rule.LdmName}' and '{prefix + alt.LdmName}', two layouts of one tensor; which one holds the weights is ambiguous");
+        return other ? alt : rule;
+    }
+
     static void Expect(string component, string source, string key, long[] expected, long[] found)
     {
         if (!expected.SequenceEqual(found)) throw ComponentValidator.ShapeError(component, source, key, expected, found);
@@ -129,16 +140,12 @@ internal static class SingleFileLoader
         if (!file.Metadata.TryGetValue(Checkpoint.SingleFileConfigsKey, out var text)) return [];
         if (text.Length > ConfigReader.MaxConfigBytes)
             throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' is {text.Length} characters, more than the {ConfigReader.MaxConfigBytes} allowed");
-        try
+        if (ConfigReader.ParseJson(text, $"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}'") is JsonObject o)
         {
-            if (JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false }) is JsonObject o)
-            {
-                foreach (var (k, v) in o)
-                    if (v is not JsonObject) throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' entry '{k}' must be a JSON object");
-                return o;
-            }
+            foreach (var (k, v) in o)
+                if (v is not JsonObject) throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' entry '{k}' must be a JSON object");
+            return o;
         }
-        catch (JsonException) { }
         throw new UserInputException($"{path}: __metadata__ '{Checkpoint.SingleFileConfigsKey}' must be a JSON object {{component: config}}");
     }
 
@@ -261,7 +268,10 @@ internal static class SingleFileLoader
         raw["max_position_embeddings"] = (int)q.Need(P + "positional_embedding", 2, path)[0];
         raw["num_hidden_layers"] = q.MaxIndex(P + "transformer.resblocks.") + 1;
         raw["intermediate_size"] = (int)q.Need(P + "transformer.resblocks.0.mlp.c_fc.weight", 2, path)[0];
-        raw["projection_dim"] = (int)q.Need(P + "text_projection", 2, path)[1];
+        // text_projection is [hidden, proj]; the converter's text_projection.weight is [proj, hidden]
+        raw["projection_dim"] = q.Has(P + "text_projection") || !q.Has(P + "text_projection.weight")
+            ? (int)q.Need(P + "text_projection", 2, path)[1]
+            : (int)q.Need(P + "text_projection.weight", 2, path)[0];
         if (!meta.ContainsKey("text_encoder_2")) raw["num_attention_heads"] = HeadsOf((int)tok[1], "text_encoder_2", path);
         return raw;
     }

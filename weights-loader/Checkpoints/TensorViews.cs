@@ -1,6 +1,6 @@
 namespace LayerFusion.WeightsLoader.Checkpoints;
 
-/// <summary>A contiguous byte range of another tensor under a new name and shape (zero-copy).</summary>
+/// <summary>A contiguous byte range of another tensor under a new name and shape (no copy until read).</summary>
 internal sealed class ViewWeightTensor : WeightTensor
 {
     readonly WeightTensor _source;
@@ -14,12 +14,28 @@ internal sealed class ViewWeightTensor : WeightTensor
         _offset = checked((int)byteOffset);
     }
 
-    public override ReadOnlySpan<byte> Bytes => _source.Bytes.Slice(_offset, checked((int)ByteLength));
+    public override ReadOnlySpan<byte> Bytes
+    {
+        get
+        {
+            // Only this range of the source (a file-backed source reads just these bytes).
+            var bytes = new byte[ByteLength];
+            _source.ReadBytes(_offset, bytes);
+            return bytes;
+        }
+    }
+
+    public override void ReadBytes(long byteOffset, Span<byte> destination)
+    {
+        if (byteOffset < 0 || byteOffset + destination.Length > ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset), $"[{byteOffset}, +{destination.Length}) is outside tensor '{Name}' ({ByteLength} bytes)");
+        _source.ReadBytes(_offset + byteOffset, destination);
+    }
 }
 
 internal static class TensorOps
 {
-    /// <summary>Rows [row0, row0+rows) of a tensor, zero-copy.</summary>
+    /// <summary>Rows [row0, row0+rows) of a tensor, no copy until read.</summary>
     public static WeightTensor Rows(string name, WeightTensor t, long row0, long rows)
     {
         long rowBytes = t.Shape.Length == 0 ? 0 : t.ByteLength / Math.Max(1, t.Shape[0]);
@@ -54,8 +70,8 @@ internal static class TensorOps
         {
             if (p.DType != parts[0].DType || !p.Shape.Skip(1).SequenceEqual(shape.Skip(1)))
                 throw new UserInputException($"cannot fuse '{p.Name}' with '{parts[0].Name}': dtype or shape differs");
-            p.Bytes.CopyTo(dst.AsSpan(at));
-            at += p.Bytes.Length;
+            p.ReadBytes(0, dst.AsSpan(at, checked((int)p.ByteLength)));
+            at += (int)p.ByteLength;
         }
         return new ArrayWeightTensor(name, parts[0].DType, shape, dst);
     }

@@ -33,7 +33,8 @@ public sealed record AutoencoderKLConfig
             LatentChannels = r.Int("latent_channels", d.LatentChannels, 1, 1024),
             NormNumGroups = r.Int("norm_num_groups", d.NormNumGroups, 1, 4096),
             SampleSize = r.Int("sample_size", d.SampleSize, 1, 1 << 16),
-            ScalingFactor = r.Double("scaling_factor", 0.18215),
+            // latents are divided by it before decoding: 0 or a negative value decodes garbage
+            ScalingFactor = r.Double("scaling_factor", 0.18215, 0, 1e6, minExclusive: true),
             ForceUpcast = r.Bool("force_upcast", d.ForceUpcast),
         };
         r.Require(c.BlockOutChannels.Length >= 1, "block_out_channels", "must not be empty");

@@ -35,7 +35,8 @@ public sealed record ClipTextConfig
             NumAttentionHeads = r.Int("num_attention_heads", d.NumAttentionHeads, 1, 4096),
             MaxPositionEmbeddings = r.Int("max_position_embeddings", d.MaxPositionEmbeddings, 1, 1 << 16),
             HiddenAct = r.String("hidden_act", d.HiddenAct),
-            LayerNormEps = r.Double("layer_norm_eps", d.LayerNormEps),
+            // added to a variance under a square root: <= 0 gives NaN (or inf) for constant rows
+            LayerNormEps = r.Double("layer_norm_eps", d.LayerNormEps, 0, 1, minExclusive: true),
             BosTokenId = r.Int("bos_token_id", 49406),
             EosTokenId = r.Int("eos_token_id", 49407),
             PadTokenId = r.Int("pad_token_id", d.PadTokenId),

@@ -10,7 +10,7 @@ namespace LayerFusion.WeightsLoader.Configs;
 /// </summary>
 public sealed class ConfigReader
 {
-    internal const long MaxConfigBytes = 4 << 20;
+    public const long MaxConfigBytes = 4 << 20;
 
     public ConfigReader(JsonObject json, string source)
     {
@@ -23,31 +23,59 @@ public sealed class ConfigReader
 
     public static ConfigReader FromFile(string path)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new UserInputException($"{path}: config file not found");
-        // Also keeps FIFOs and devices (which stat as 0 bytes) from blocking the read forever.
-        if (info.Length == 0) throw new UserInputException($"{path}: config file is empty (or not a regular file)");
-        if (info.Length > MaxConfigBytes) throw new UserInputException($"{path}: config is {info.Length} bytes, more than the {MaxConfigBytes} allowed");
-        return FromText(File.ReadAllText(path), path);
+        // Links followed, regular files only (a FIFO or device would block or never end), bounded.
+        var text = UntrustedFile.ReadAllText(path, MaxConfigBytes);
+        if (text.Length == 0) throw new UserInputException($"{path}: config file is empty");
+        return FromText(text, path);
     }
 
-    public static ConfigReader FromText(string text, string source)
+    public static ConfigReader FromText(string text, string source) => FromText(text, source, MaxConfigBytes);
+
+    /// <summary><see cref="FromText(string, string)"/> with a size limit of the caller's (vocabularies are larger than configs).</summary>
+    public static ConfigReader FromText(string text, string source, long maxChars)
     {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(source);
         // Configs also arrive as text from safetensors __metadata__ (up to the 100 MB header limit).
-        if (text.Length > MaxConfigBytes) throw new UserInputException($"{source}: config is {text.Length} characters, more than the {MaxConfigBytes} allowed");
-        JsonNode? node;
+        if (text.Length > maxChars) throw new UserInputException($"{source}: config is {text.Length} characters, more than the {maxChars} allowed");
+        var node = ParseJson(text, source);
+        if (node is not JsonObject obj) throw new UserInputException($"{source}: config must be a JSON object");
+        return new ConfigReader(obj, source);
+    }
+
+    /// <summary>
+    /// The one JSON policy for every file and metadata string we are given (configs, model_index.json,
+    /// tokenizer files, single-file config metadata): strict JSON as diffusers' and transformers'
+    /// json.loads read it (no comments, no trailing commas), depth bounded, and duplicate names
+    /// refused (JsonObject would otherwise throw a bare ArgumentException on first access, and which
+    /// value Python's json keeps, the last, is no rule to rely on).
+    /// </summary>
+    public static JsonNode? ParseJson(string text, string source)
+    {
         try
         {
-            node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, AllowDuplicateProperties = false });
+            return JsonNode.Parse(text, documentOptions: JsonPolicy);
         }
         catch (JsonException e)
         {
-            // Duplicate names are refused at parse time: JsonObject would otherwise throw a bare
-            // ArgumentException on first access, and which value Python's json keeps (the last) is no rule to rely on.
-            throw new UserInputException($"{source}: config is not valid JSON ({e.Message})");
+            throw new UserInputException($"{source}: not valid JSON ({e.Message})");
         }
-        if (node is not JsonObject obj) throw new UserInputException($"{source}: config must be a JSON object");
-        return new ConfigReader(obj, source);
+    }
+
+    static readonly JsonDocumentOptions JsonPolicy = new()
+    {
+        MaxDepth = 64,
+        AllowTrailingCommas = false,
+        CommentHandling = JsonCommentHandling.Disallow,
+        AllowDuplicateProperties = false,
+    };
+
+    /// <summary>A JSON file read with <see cref="UntrustedFile"/> and parsed with <see cref="ParseJson"/>.</summary>
+    public static JsonNode? ReadJsonFile(string path, long maxBytes = MaxConfigBytes)
+    {
+        var text = UntrustedFile.ReadAllText(path, maxBytes);
+        if (text.Length == 0) throw new UserInputException($"{path}: the file is empty");
+        return ParseJson(text, path);
     }
 
     bool TryGet(string key, out JsonNode? node) => Json.TryGetPropertyValue(key, out node) && node is not null;
@@ -78,6 +106,31 @@ public sealed class ConfigReader
         if (!TryGet(key, out var node)) return fallback;
         if (TryNumber(node!, out var d) && double.IsFinite(d)) return d;
         throw Bad(key, $"must be a finite number, found {node!.ToJsonString()}");
+    }
+
+    /// <summary>
+    /// A finite number in [min, max] (or (min, max] when <paramref name="minExclusive"/>): a value the
+    /// model would compute garbage from (a zero scaling factor, a negative epsilon) is refused by name.
+    /// </summary>
+    public double Double(string key, double fallback, double min, double max, bool minExclusive = false)
+    {
+        double v = Double(key, fallback);
+        if (v < min || v > max || (minExclusive && v == min))
+            throw Bad(key, $"is {v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}, outside {(minExclusive ? "(" : "[")}{Fmt(min)}, {Fmt(max)}]");
+        return v;
+    }
+
+    static string Fmt(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>A list of finite numbers of at most <paramref name="maxCount"/> entries, or null when absent (or null).</summary>
+    public double[]? OptionalDoubles(string key, int maxCount)
+    {
+        if (!TryGet(key, out var node)) return null;
+        if (node is not JsonArray a || a.Count > maxCount) throw Bad(key, $"must be an array of at most {maxCount} numbers");
+        var result = new double[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            result[i] = a[i] is { } e && TryNumber(e, out var d) && double.IsFinite(d) ? d : throw Bad(key, $"entry {i} must be a finite number");
+        return result;
     }
 
     /// <summary>A JSON number, whether parsed from text (a JsonElement) or built in code (int, long, float...).</summary>

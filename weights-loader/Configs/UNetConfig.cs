@@ -102,7 +102,7 @@ public sealed record UNetConfig
             DownsamplePadding = r.Int("downsample_padding", d.DownsamplePadding, 0, 8),
             ActFn = r.String("act_fn", d.ActFn),
             NormNumGroups = r.Int("norm_num_groups", d.NormNumGroups, 1, 4096),
-            NormEps = r.Double("norm_eps", d.NormEps),
+            NormEps = r.Double("norm_eps", d.NormEps, 0, 1, minExclusive: true),
             CrossAttentionDim = r.Int("cross_attention_dim", d.CrossAttentionDim, 1, 1 << 16),
             TransformerLayersPerBlock = r.IntsOrScalar("transformer_layers_per_block", n, Enumerable.Repeat(1, n).ToArray(), 0, 256),
             NumAttentionHeads = heads,

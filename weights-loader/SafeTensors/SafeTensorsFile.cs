@@ -1,31 +1,30 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 
 namespace LayerFusion.WeightsLoader.SafeTensors;
 
 /// <summary>
-/// A safetensors file, memory-mapped read-only and validated in full by <see cref="Open"/>.
-/// Each tensor's <see cref="WeightTensor.Bytes"/> is a zero-copy view into the mapping, valid until
-/// <see cref="Dispose"/> (afterwards reading Bytes throws <see cref="ObjectDisposedException"/>;
-/// a span taken before Dispose must not be used after it).
+/// A safetensors file, opened read-only (through <see cref="UntrustedFile"/>) and validated in full
+/// by <see cref="Open"/>. Tensor bytes are read from the file when asked for (positional reads, not
+/// a memory map): a file truncated or rewritten by another process while we hold it (`cp` over it
+/// truncates in place) is then a <see cref="UserInputException"/> naming it, where a mapping would
+/// fault and kill the process. Each <see cref="WeightTensor.Bytes"/> access reads (take it once);
+/// after <see cref="Dispose"/> reads throw <see cref="ObjectDisposedException"/>.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+public sealed class SafeTensorsFile : IDisposable
 {
     /// <summary>The header length limit of the reference implementation (100 MB).</summary>
     public const long MaxHeaderLength = 100_000_000;
 
-    readonly MemoryMappedFile _mapping;
-    readonly MemoryMappedViewAccessor _view;
-    byte* _base;
+    readonly FileStream _stream;
+    readonly long _modifiedTicks;
     int _disposed;
 
-    SafeTensorsFile(string path, MemoryMappedFile mapping, MemoryMappedViewAccessor view, byte* basePtr, long length)
+    SafeTensorsFile(string path, FileStream stream, long length, long modifiedTicks)
     {
         Path = path;
-        _mapping = mapping;
-        _view = view;
-        _base = basePtr;
+        _stream = stream;
+        _modifiedTicks = modifiedTicks;
         FileLength = length;
         Metadata = new Dictionary<string, string>();
         Tensors = [];
@@ -54,76 +53,34 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public bool Contains(string name) => ByName.ContainsKey(name);
 
     /// <summary>
-    /// Maps and validates <paramref name="path"/>. Format violations throw
-    /// <see cref="SafeTensorsFormatException"/>; an unreadable path throws <see cref="UserInputException"/>.
+    /// Opens and validates <paramref name="path"/> (links followed; a FIFO, device or folder is
+    /// refused before it is opened). Format violations throw <see cref="SafeTensorsFormatException"/>;
+    /// an unreadable path throws <see cref="UserInputException"/>.
     /// </summary>
     public static SafeTensorsFile Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        // Sized before it is opened: a FIFO (or a device) stats as 0 bytes, and opening or reading
-        // one would block forever. A path that cannot be stat'ed is reported by the open below.
-        FileInfo? info = null;
-        try { info = new FileInfo(path); }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException or UnauthorizedAccessException) { }
-        if (info is { Exists: true, Length: < 8 })
-            throw new SafeTensorsFormatException(path, null, SafeTensorsRule.FileTooSmall, $"{info.Length} bytes");
-        FileStream stream;
-        try
-        {
-            // FileShare.Delete: an atomic writer may rename a new file over this one while we read it.
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.None);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new UserInputException($"cannot open safetensors file '{path}': {e.Message}", e);
-        }
-
-        MemoryMappedFile? mapping = null;
-        MemoryMappedViewAccessor? view = null;
+        var stream = UntrustedFile.OpenRead(path, long.MaxValue, $"safetensors file '{path}'", out var info);
         SafeTensorsFile? file = null;
         try
         {
-            long length;
-            Span<byte> prefix = stackalloc byte[8];
-            try
-            {
-                length = stream.Length;
-                if (length >= 8) stream.ReadExactly(prefix);
-            }
-            catch (IOException e)
-            {
-                throw new UserInputException($"cannot read safetensors file '{path}': {e.Message}", e);
-            }
-            // Checked before mapping: also guarantees the mapping is never of length 0, which
-            // MemoryMappedFile refuses (a file with an empty header and no data is still 8+ bytes).
+            long length = info.Length;
             if (length < 8)
                 throw new SafeTensorsFormatException(path, null, SafeTensorsRule.FileTooSmall, $"{length} bytes");
+            Span<byte> prefix = stackalloc byte[8];
+            ReadExactly(stream, path, 0, prefix, length);
             ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
-            // Both length checks come before anything is allocated or mapped.
+            // Both length checks come before anything is allocated.
             if (headerLength > MaxHeaderLength)
                 throw new SafeTensorsFormatException(path, null, SafeTensorsRule.HeaderLengthTooLarge, $"{headerLength} bytes");
             if ((long)headerLength > length - 8)
                 throw new SafeTensorsFormatException(path, null, SafeTensorsRule.HeaderLengthBeyondFile,
                     $"header length {headerLength}, file has {length - 8} bytes after the length prefix");
+            var header = new byte[(int)headerLength];
+            ReadExactly(stream, path, 8, header, length);
 
-            try
-            {
-                // Capacity = the length validated against: a read-only mapping refuses a capacity
-                // beyond the file, so a file that shrank meanwhile fails here instead of faulting later.
-                mapping = MemoryMappedFile.CreateFromFile(stream, null, length, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-                view = mapping.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
-            }
-            catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
-            {
-                throw new UserInputException($"cannot map safetensors file '{path}': {e.Message}", e);
-            }
-            byte* ptr = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
-            ptr += view.PointerOffset;
-            file = new SafeTensorsFile(path, mapping, view, ptr, length);
-
+            file = new SafeTensorsFile(path, stream, length, info.ModifiedTicks);
             long dataStart = 8 + (long)headerLength;
-            var header = new ReadOnlySpan<byte>(ptr + 8, checked((int)headerLength));
             var parsed = SafeTensorsHeader.Parse(file, header, dataStart);
             file.Metadata = parsed.Metadata;
             file.Tensors = parsed.Tensors.AsReadOnly();
@@ -133,32 +90,54 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         catch
         {
             if (file is not null) file.Dispose();
-            else
-            {
-                view?.Dispose();
-                mapping?.Dispose();
-            }
-            stream.Dispose(); // the mapping owns it once created; disposing twice is harmless
+            else stream.Dispose();
             throw;
         }
     }
 
-    ReadOnlySpan<byte> Slice(long offset, int length)
+    static void ReadExactly(FileStream stream, string path, long offset, Span<byte> destination, long expectedLength)
+    {
+        int filled = 0;
+        try
+        {
+            while (filled < destination.Length)
+            {
+                int n = RandomAccess.Read(stream.SafeFileHandle, destination[filled..], offset + filled);
+                if (n == 0) break;
+                filled += n;
+            }
+        }
+        catch (IOException e)
+        {
+            throw new UserInputException($"cannot read safetensors file '{path}': {e.Message}", e);
+        }
+        if (filled < destination.Length)
+            throw Changed(path, $"bytes [{offset}, {offset + destination.Length}) are past its end (it had {expectedLength} bytes when opened)");
+    }
+
+    static UserInputException Changed(string path, string detail) =>
+        new($"safetensors file '{path}' changed while in use: {detail}; replace checkpoint files by renaming a complete new file over them, not by writing into them");
+
+    /// <summary>
+    /// Reads <paramref name="destination"/>.Length bytes at <paramref name="offset"/>, then checks the
+    /// file still is what was validated (its length and modification time), so bytes of a file being
+    /// rewritten are never taken as weights.
+    /// </summary>
+    internal void Read(long offset, Span<byte> destination)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        return new ReadOnlySpan<byte>(_base + offset, length);
+        ReadExactly(_stream, Path, offset, destination, FileLength);
+        var now = UntrustedFile.StatOpen(_stream.SafeFileHandle, $"safetensors file '{Path}'");
+        if (now.Length != FileLength)
+            throw Changed(Path, $"it had {FileLength} bytes when opened and has {now.Length} now");
+        if (now.ModifiedTicks != _modifiedTicks)
+            throw Changed(Path, "it was modified after it was opened");
     }
 
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        if (_base != null)
-        {
-            _base = null;
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        }
-        _view.Dispose();
-        _mapping.Dispose();
+        _stream.Dispose();
     }
 
     public override string ToString() => $"{Path} ({Tensors.Count} tensors)";
@@ -169,13 +148,28 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         /// <summary>Absolute position of the first byte in the file (tests compare against raw file bytes).</summary>
         internal long FileOffset => offset;
 
-        public override ReadOnlySpan<byte> Bytes => owner.Slice(offset, length);
+        public override ReadOnlySpan<byte> Bytes
+        {
+            get
+            {
+                var bytes = new byte[length];
+                owner.Read(offset, bytes);
+                return bytes;
+            }
+        }
+
+        public override void ReadBytes(long byteOffset, Span<byte> destination)
+        {
+            if (byteOffset < 0 || byteOffset + destination.Length > length)
+                throw new ArgumentOutOfRangeException(nameof(byteOffset), $"[{byteOffset}, +{destination.Length}) is outside tensor '{Name}' ({length} bytes)");
+            owner.Read(offset + byteOffset, destination);
+        }
     }
 }
 
 /// <summary>
-/// The header parser: a streaming <see cref="Utf8JsonReader"/> over the mapped header (no copy of
-/// it), so what is allocated is only what is returned: names, shapes, metadata and tensor objects,
+/// The header parser: a streaming <see cref="Utf8JsonReader"/> over the header bytes (no other copy
+/// of them), so what is allocated is only what is returned: names, shapes, metadata and tensor objects,
 /// a small constant times the header's own size (see docs/decisions.md), never sizes the file claims.
 /// </summary>
 internal static class SafeTensorsHeader

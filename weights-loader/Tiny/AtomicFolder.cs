@@ -29,7 +29,7 @@ public static class AtomicFolder
         string parent = Path.GetDirectoryName(full) ?? throw new UserInputException($"{what}: cannot write into the root folder '{full}'");
         string name = Path.GetFileName(full);
 
-        string temp = Path.Combine(parent, $".{name}.partial-{Guid.NewGuid():N}");
+        string temp = Path.Combine(parent, TempName());
         try
         {
             Directory.CreateDirectory(parent);
@@ -38,7 +38,7 @@ public static class AtomicFolder
         catch (Exception e) when ((e is IOException or UnauthorizedAccessException) && Directory.Exists(full))
         {
             // The folder exists but its parent is not writable: stage inside it instead.
-            temp = Path.Combine(full, $".{name}.partial-{Guid.NewGuid():N}");
+            temp = Path.Combine(full, TempName());
             Io(what, full, () => Directory.CreateDirectory(temp));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -47,14 +47,18 @@ public static class AtomicFolder
         }
         try
         {
-            Io(what, full, () => fill(temp));
-            Io(what, full, () => Publish(temp, full, name));
+            Io(what, full, () => fill(temp), temp);
+            Io(what, full, () => Publish(temp, full, name), temp);
         }
         finally
         {
             TryDelete(temp);
         }
     }
+
+    /// <summary>Short and fixed-length (a long folder name stays legal), with the writer's process id so the
+    /// CLI's next run can sweep what a killed writer left (".lftmp-PID-XXXXXXXX", LayerFusion.Cli TempNames).</summary>
+    public static string TempName() => $".lftmp-{Environment.ProcessId}-{Random.Shared.Next():x8}";
 
     static void Publish(string temp, string full, string name)
     {
@@ -69,7 +73,7 @@ public static class AtomicFolder
             catch (IOException) when (Directory.Exists(full)) { /* created meanwhile: merged below */ }
         }
 
-        string old = Path.Combine(Path.GetDirectoryName(temp)!, $".{name}.replaced-{Guid.NewGuid():N}");
+        string old = Path.Combine(Path.GetDirectoryName(temp)!, TempName());
         Directory.CreateDirectory(old);
         try
         {
@@ -98,12 +102,14 @@ public static class AtomicFolder
         }
     }
 
-    static void Io(string what, string dir, Action action)
+    static void Io(string what, string dir, Action action, string? temp = null)
     {
         try { action(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UserInputException($"{what}: cannot write '{dir}': {e.Message}", e);
+            // the OS names our temporary folder; the user knows only their own
+            var message = temp is null ? e.Message : e.Message.Replace(temp, dir, StringComparison.Ordinal);
+            throw new UserInputException($"{what}: cannot write '{dir}': {message}", e);
         }
     }
 

@@ -12,10 +12,10 @@ internal static class ComposeCommand
     {
         var fg = new Option<string>("--fg") { Description = "Foreground RGBA PNG (e.g. generate's fg.png).", Required = true };
         var bg = new Option<string>("--bg") { Description = "Background PNG (its size is the output's).", Required = true };
-        var dx = new Option<double>("--dx") { Description = "Horizontal shift of the foreground in pixels (right positive).", DefaultValueFactory = _ => 0 };
-        var dy = new Option<double>("--dy") { Description = "Vertical shift of the foreground in pixels (down positive).", DefaultValueFactory = _ => 0 };
-        var scale = new Option<double>("--scale") { Description = "Scale of the foreground about its top-left corner.", DefaultValueFactory = _ => 1.0 };
-        var output = new Option<string>("--out") { Description = "Output PNG file.", Required = true };
+        var dx = new Option<double>("--dx") { Description = "Horizontal shift of the foreground in pixels (right positive).", DefaultValueFactory = _ => 0, CustomParser = r => Shared.CliOptions.Double(r, 0) };
+        var dy = new Option<double>("--dy") { Description = "Vertical shift of the foreground in pixels (down positive).", DefaultValueFactory = _ => 0, CustomParser = r => Shared.CliOptions.Double(r, 0) };
+        var scale = new Option<double>("--scale") { Description = "Scale of the foreground about its top-left corner.", DefaultValueFactory = _ => 1.0, CustomParser = r => Shared.CliOptions.Double(r, 1) };
+        var output = new Option<string>("--out", "-o") { Description = "Output PNG file.", Required = true };
         var command = new Command("compose", "Alpha-composite a (moved, scaled) foreground layer over a background.") { fg, bg, dx, dy, scale, output };
         command.SetAction(parse =>
         {
@@ -28,7 +28,7 @@ internal static class ComposeCommand
             var bgImage = PngFile.Read(parse.GetRequiredValue(bg), channels: 3);
             var composed = LayerCompose.Compose(fgImage, bgImage, x, y, s);
             PngFile.Write(outPath, composed, [new("software", "LayerFusion.Native layerfusion compose"),
-                new("layerfusion:compose", $"dx={x} dy={y} scale={s}")]);
+                new("layerfusion:compose", $"dx={x} dy={y} scale={s}")], srgb: true);
             parse.InvocationConfiguration.Output.WriteLine($"wrote {outPath} ({composed.Width}x{composed.Height})");
             return 0;
         });

@@ -43,6 +43,10 @@ internal static class InspectCommand
             return Describe(ckpt);
         }
         if (!File.Exists(path)) throw new UserInputException($"'{path}': no such file or folder");
+        var kind = Shared.InputPaths.Sniff(path);
+        if (kind.StartsWith("a PNG image", StringComparison.Ordinal)) return DescribePng(path);
+        if (kind != "safetensors")
+            throw new UserInputException($"'{path}' is {kind}, not a checkpoint or safetensors file (inspect reads diffusers folders, .safetensors files and PNGs)");
         using (var file = SafeTensorsFile.Open(path))
         {
             if (!file.ByName.Keys.Any(k => k.StartsWith(LdmKeyMap.UNetPrefix, StringComparison.Ordinal)))
@@ -50,6 +54,19 @@ internal static class InspectCommand
         }
         using var single = Checkpoint.Open(path);
         return Describe(single);
+    }
+
+    /// <summary>A PNG: its size, channels and text entries (our outputs' generation parameters).</summary>
+    static JsonObject DescribePng(string path)
+    {
+        var bytes = UntrustedFile.ReadAllBytes(path, Core.Imaging.PngReadLimits.Default.MaxFileBytes);
+        var header = Core.Imaging.PngFile.ReadHeader(bytes, path);
+        var report = Base(path, "png-image");
+        report["summary"] = $"{header.Width}x{header.Height}, {header.ColorType switch { 0 => "gray", 2 => "RGB", 3 => "palette", 4 => "gray+alpha", 6 => "RGBA", var c => $"color type {c}" }}, {header.BitDepth}-bit";
+        var text = new JsonObject();
+        foreach (var (k, v) in Core.Imaging.PngFile.ReadText(bytes, path)) text[k] = v;
+        report["text"] = text;
+        return report;
     }
 
     static JsonObject DescribeFile(string path, SafeTensorsFile file)
@@ -120,19 +137,11 @@ internal static class InspectCommand
 
     static void CheckTokenizerFileSize(string path)
     {
-        long length = new FileInfo(path).Length;
-        // 0 bytes also covers FIFOs and devices, whose reads would block forever.
-        if (length == 0) throw new UserInputException($"{path}: empty (or not a regular file)");
-        if (length > MaxTokenizerFileBytes) throw new UserInputException($"{path}: larger than 64 MiB");
+        // Links followed, regular files only (a FIFO or device would block or never end), the target's size.
+        if (UntrustedFile.CheckRegularFile(path, MaxTokenizerFileBytes) == 0) throw new UserInputException($"{path}: empty");
     }
 
-    static JsonNode? ReadJson(string path)
-    {
-        CheckTokenizerFileSize(path);
-        // Duplicate names refused while parsing (a JsonObject would throw ArgumentException on first use).
-        try { return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
-        catch (JsonException e) { throw new UserInputException($"{path}: not valid JSON ({e.Message})"); }
-    }
+    static JsonNode? ReadJson(string path) => ConfigReader.ReadJsonFile(path, MaxTokenizerFileBytes);
 
     static string ConfigSummary(object config) => config switch
     {
@@ -221,6 +230,8 @@ internal static class InspectCommand
             if (r[key] is { } v) o.WriteLine($"{key.Replace('_', ' ')}: {v}");
         if (r["tensors"] is JsonObject ts) o.WriteLine($"tensors: {Counts(ts)}");
         if (r["metadata_keys"] is JsonArray mk && mk.Count > 0) o.WriteLine($"metadata: {string.Join(", ", mk)}");
+        if (r["text"] is JsonObject text)
+            foreach (var (k, v) in text) o.WriteLine($"text {k}: {v?.GetValue<string>().ReplaceLineEndings(" | ")}");
     }
 
     static string Counts(JsonObject c)

@@ -25,13 +25,22 @@ internal static class MakeTinyCommand
             var kind = ParseLayout(parse.GetValue(layout)!);
             var type = ParseDType(parse.GetValue(dtype)!);
             int s = parse.GetValue(seed);
+            if (string.IsNullOrWhiteSpace(outDir)) throw new UserInputException("make-tiny: DIR is empty; name the folder to write");
             if (File.Exists(outDir)) throw new UserInputException($"make-tiny: '{outDir}' is a file, not a folder");
             var configs = TinyCheckpoint.DefaultConfigs();
-            // Written beside DIR and renamed into place: an interrupted run leaves no half checkpoint at DIR.
+            var interrupts = Shared.Interrupts.Current;
+            string? parent = Path.GetDirectoryName(Path.GetFullPath(outDir));
+            Shared.TempNames.SweepStale(parent);
+            interrupts.Watch(parent);
+            interrupts.Watch(outDir);
+            // Written beside DIR and renamed into place: an interrupted run leaves no half checkpoint at DIR
+            // (a signal cancels before the rename; AtomicFolder removes the temporary folder).
             AtomicFolder.Write(outDir, temp =>
             {
                 TinyCheckpoint.Write(temp, kind, s, type, configs);
+                interrupts.Token.ThrowIfCancellationRequested();
                 LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, s, type, decoder: Shared.BuiltInModel.TinyDecoderFor(configs));
+                interrupts.Token.ThrowIfCancellationRequested();
             }, "make-tiny");
             parse.InvocationConfiguration.Output.WriteLine(
                 $"wrote a tiny SDXL checkpoint ({(kind == CheckpointLayout.DiffusersFolder ? "diffusers folder" : "single file")}, seed {s}, {type}) and LayerDiffuse files to {Path.GetFullPath(outDir)}");

@@ -42,10 +42,10 @@ internal static class RunCommand
     public static Command Create()
     {
         var component = new Argument<string>("COMPONENT") { Description = string.Join(" | ", Components) };
-        var model = new Option<string?>("--model") { Description = "SDXL checkpoint (diffusers folder or single file); for transparent-decode, the folder holding the LayerDiffuse files unless --layerdiffuse is given." };
+        var model = new Option<string?>("--model", "-m") { Description = "SDXL checkpoint (diffusers folder or single file); for transparent-decode, the folder holding the LayerDiffuse files unless --layerdiffuse is given." };
         var layerDiffuse = new Option<string?>("--layerdiffuse") { Description = "transparent-decode: the transparent decoder file, or a folder holding ld_diffusers_sdxl_vae_transparent_decoder.safetensors." };
         var inputs = new Option<string>("--inputs") { Description = "Input tensors (.safetensors), named as above.", Required = true };
-        var output = new Option<string>("--out") { Description = "Output tensors (.safetensors, written atomically).", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "Output tensors (.safetensors, written atomically).", Required = true };
         var singlePass = new Option<bool>("--single-pass") { Description = "transparent-decode: one pass instead of LayerDiffuse's 8-way flip/rotation median." };
         var backend = new Option<string?>("--backend") { Description = "cpu or cuda (default: cuda when a device is usable, else cpu, said once on stderr)." };
         var command = new Command("run", "Run one model component on tensors from a safetensors file (reference runs for parity checks). " +
@@ -62,10 +62,10 @@ internal static class RunCommand
             var which = parse.GetRequiredValue(component).Trim().ToLowerInvariant();
             if (!Components.Contains(which))
                 throw new UserInputException($"unknown component '{which}' (one of: {string.Join(", ", Components)})");
-            var inPath = parse.GetRequiredValue(inputs);
+            var inPath = Shared.InputPaths.ExistingFile("--inputs", parse.GetRequiredValue(inputs), "a .safetensors file of input tensors");
             var outPath = parse.GetRequiredValue(output);
-            SdxlCommand.CheckOutput(outPath, ".safetensors");
-            var modelPath = parse.GetValue(model);
+            Shared.OutputPaths.CheckFile(outPath, ".safetensors");
+            var modelPath = which == "transparent-decode" ? parse.GetValue(model) : Shared.InputPaths.Model(parse.GetValue(model));
             var ldPath = parse.GetValue(layerDiffuse);
             if (which != "transparent-decode" && string.IsNullOrEmpty(modelPath))
                 throw new UserInputException($"run {which}: --model is required");
@@ -100,8 +100,11 @@ internal static class RunCommand
     internal static List<WeightTensor> RunUnet(IOps ops, string modelPath, SafeTensorsFile input)
     {
         using var ckpt = Checkpoint.Open(modelPath);
+        var sampleTensor = Require(input, "sample");
+        CheckShape(sampleTensor, 4);
+        RunSizes.CheckUnet(sampleTensor.Shape, ckpt.Unet.Config);
         var unet = new UNet2DConditionModel(new ParameterStore(ops, ckpt.Unet.Weights, ckpt.Unet.Name), ckpt.Unet.Config);
-        using var sample = Upload(ops, Require(input, "sample"), rank: 4);
+        using var sample = Upload(ops, sampleTensor, rank: 4);
         int b = sample.Dim(0);
         var timestepTensor = Require(input, "timestep");
         if (timestepTensor.Shape.Length > 1) throw Bad(input, "timestep", "must be a scalar, [1] or [B]");
@@ -131,8 +134,11 @@ internal static class RunCommand
     internal static List<WeightTensor> RunVaeDecode(IOps ops, string modelPath, SafeTensorsFile input)
     {
         using var ckpt = Checkpoint.Open(modelPath);
+        var latentTensor = Require(input, "latent");
+        CheckShape(latentTensor, 4);
+        RunSizes.CheckDecoder("vae-decode", latentTensor.Shape, 1 << (ckpt.Vae.Config.BlockOutChannels.Length - 1), ckpt.Vae.Config.BlockOutChannels.Max());
         var vae = new AutoencoderKL(new ParameterStore(ops, ckpt.Vae.Weights, ckpt.Vae.Name), ckpt.Vae.Config);
-        using var latent = Upload(ops, Require(input, "latent"), rank: 4);
+        using var latent = Upload(ops, latentTensor, rank: 4);
         using var result = vae.Decode(latent);
         return [Download(ops, "out_sample", result)];
     }
@@ -147,7 +153,11 @@ internal static class RunCommand
             if (!input.Contains(idsName)) continue;
             any = true;
             var idsTensor = input[idsName];
-            if (idsTensor.Shape.Length != 2 || idsTensor.Shape[0] < 1) throw Bad(input, idsName, "must be [B, T] token ids");
+            if (idsTensor.Shape.Length != 2 || idsTensor.Shape[0] < 1 || idsTensor.Shape[1] < 1)
+                throw Bad(input, idsName, $"must be [B, T] token ids with B, T >= 1, has shape [{string.Join(", ", idsTensor.Shape)}]");
+            if (idsTensor.Shape[1] > component.Config.MaxPositionEmbeddings)
+                throw Bad(input, idsName, $"has {idsTensor.Shape[1]} tokens per row; the text encoder takes at most {component.Config.MaxPositionEmbeddings}");
+            if (idsTensor.Shape[0] > 4096) throw Bad(input, idsName, $"has a batch of {idsTensor.Shape[0]}; at most 4096 rows per run");
             var ids = ReadInts(input, idsTensor);
             var encoder = new ClipTextModel(component.Config, new ParameterStore(ops, component.Weights, component.Name));
             using var o = encoder.Forward(ids, checked((int)idsTensor.Shape[0]));
@@ -186,8 +196,13 @@ internal static class RunCommand
         else if (!File.Exists(file)) throw new UserInputException($"'{layerDiffusePath}': no such file or folder");
         using var decoderFile = TransparentDecoderFile.Load(file);
         var decoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(ops, decoderFile.Tensors, "transparent_decoder"), decoderFile.Config));
-        using var pixel = Upload(ops, Require(input, "pixel"), rank: 4);
-        using var latent = Upload(ops, Require(input, "latent"), rank: 4);
+        var pixelTensor = Require(input, "pixel");
+        var latentTensor = Require(input, "latent");
+        CheckShape(pixelTensor, 4);
+        CheckShape(latentTensor, 4);
+        RunSizes.CheckDecoder("transparent-decode", latentTensor.Shape, 1, decoderFile.Config.BlockOutChannels.Max(), pixels: pixelTensor.Shape);
+        using var pixel = Upload(ops, pixelTensor, rank: 4);
+        using var latent = Upload(ops, latentTensor, rank: 4);
         using var result = decoder.Decode(pixel, latent, augment);
         return [Download(ops, "out_sample", result)];
     }
@@ -199,10 +214,20 @@ internal static class RunCommand
 
     static UserInputException Bad(SafeTensorsFile file, string name, string why) => new($"{file.Path}: input tensor '{name}' {why}");
 
-    static Tensor Upload(IOps ops, WeightTensor t, int rank)
+    /// <summary>Rank and sizes checked before any work: every dimension at least 1, the whole within one array.</summary>
+    static void CheckShape(WeightTensor t, int rank)
     {
         if (t.Shape.Length != rank)
             throw new UserInputException($"input tensor '{t.Name}' must have rank {rank}, has shape [{string.Join(", ", t.Shape)}]");
+        if (t.Shape.Any(d => d < 1))
+            throw new UserInputException($"input tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}]; every dimension must be at least 1");
+        if (t.ElementCount > Array.MaxLength)
+            throw new UserInputException($"input tensor '{t.Name}' has {t.ElementCount} values, more than one run can hold ({Array.MaxLength})");
+    }
+
+    static Tensor Upload(IOps ops, WeightTensor t, int rank)
+    {
+        CheckShape(t, rank);
         if (!DTypes.IsFloat(t.DType)) throw new UserInputException($"input tensor '{t.Name}' has dtype {t.DType}; a float dtype is needed");
         return ops.FromHost(t.ToFloat32(), t.ShapeInt32);
     }

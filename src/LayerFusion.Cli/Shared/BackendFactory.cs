@@ -30,7 +30,7 @@ internal static class BackendFactory
             case null or "" or "auto":
                 var cuda = CudaOps.TryCreate(StorageType.F16, out var reason);
                 if (cuda is not null) return new Backends(cuda, new CudaOps(cuda.Device, StorageType.F32, cuda.Cache));
-                stderr.WriteLine($"note: using the CPU backend ({OneLine(reason)})");
+                stderr.WriteLine(CpuFallbackNote(reason));
                 return Cpu();
             case "cpu":
                 return Cpu();
@@ -47,6 +47,20 @@ internal static class BackendFactory
             case var other:
                 throw new UserInputException($"--backend must be one of {string.Join(", ", Names)}, not '{other}'");
         }
+    }
+
+    /// <summary>The one-line note of the automatic CPU choice: the reason's first sentence, cut to fit a terminal line.</summary>
+    internal static string CpuFallbackNote(string? reason)
+    {
+        var r = OneLine(reason ?? "no CUDA device");
+        const string prefix = "CUDA backend unavailable: ";
+        if (r.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)) r = r[prefix.Length..];
+        int stop = r.IndexOf(". ", StringComparison.Ordinal);
+        if (stop > 0) r = r[..stop];
+        const string head = "note: using the CPU backend (", tail = ")";
+        int room = 119 - head.Length - tail.Length;
+        if (r.Length > room) r = r[..(room - 3)].TrimEnd() + "...";
+        return head + r + tail;
     }
 
     static Backends Cpu()

@@ -21,7 +21,17 @@ internal static class BuiltInModel
     public static string Home()
     {
         var home = Environment.GetEnvironmentVariable(HomeVariable);
-        if (!string.IsNullOrWhiteSpace(home)) return Path.GetFullPath(home);
+        if (!string.IsNullOrWhiteSpace(home))
+        {
+            string full;
+            try { full = Path.GetFullPath(home); }
+            catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+            {
+                throw new UserInputException($"{HomeVariable}='{home}' is not a usable folder path ({e.Message}); fix it or pass --model");
+            }
+            if (File.Exists(full)) throw new UserInputException($"{HomeVariable}='{home}' is a file, not a folder; point it at a folder or pass --model");
+            return full;
+        }
         var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
         if (!string.IsNullOrWhiteSpace(xdg) && Path.IsPathRooted(xdg)) return Path.Combine(xdg, "layerfusion");
         var user = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
@@ -29,6 +39,10 @@ internal static class BuiltInModel
             throw new UserInputException($"no --model given and no home folder for the built-in tiny checkpoint; set {HomeVariable} or pass --model DIR");
         return Path.Combine(user, ".cache", "layerfusion");
     }
+
+    /// <summary>A path under the home folder, saying where that folder came from.</summary>
+    static string Where(string path) =>
+        string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(HomeVariable)) ? $"'{path}' (set {HomeVariable} to use another folder)" : $"'{path}' ({HomeVariable})";
 
     /// <summary>The tiny transparent decoder with its latent injected at the tiny VAE's scale (so `generate` can decode it).</summary>
     public static WeightsLoader.Configs.TransparentDecoderConfig TinyDecoderFor(TinyConfigs configs) =>
@@ -49,13 +63,25 @@ internal static class BuiltInModel
             stderr.WriteLine($"note: no --model given: using the built-in tiny checkpoint (random weights) at {dir}");
             return dir;
         }
-        Directory.CreateDirectory(home);
-        var temp = Path.Combine(home, $".{FolderName}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var interrupts = Shared.Interrupts.Current;
+        try
+        {
+            Directory.CreateDirectory(home);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserInputException($"no --model given, and the built-in tiny checkpoint cannot be written to {Where(home)}: {CliErrors.OneLine(e)}");
+        }
+        TempNames.SweepStale(home);
+        interrupts.Watch(home);
+        var temp = Path.Combine(home, TempNames.New());
         try
         {
             var configs = TinyCheckpoint.DefaultConfigs();
             TinyCheckpoint.Write(temp, CheckpointLayout.DiffusersFolder, Seed, DType.F16, configs);
+            interrupts.Token.ThrowIfCancellationRequested();
             LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, Seed, DType.F16, decoder: TinyDecoderFor(configs));
+            interrupts.Token.ThrowIfCancellationRequested();
             try
             {
                 Directory.Move(temp, dir);
@@ -64,6 +90,10 @@ internal static class BuiltInModel
             {
                 // another process finished first; its folder is as good as ours
             }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserInputException($"no --model given, and the built-in tiny checkpoint cannot be written to {Where(dir)}: {TempNames.Scrub(e.Message, temp, dir)}");
         }
         finally
         {

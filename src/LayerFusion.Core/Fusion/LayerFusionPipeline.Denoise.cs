@@ -1,3 +1,4 @@
+using LayerFusion.Core.Pipelines;
 using LayerFusion.Core.Models.Blocks;
 using LayerFusion.Core.Schedulers;
 using LayerFusion.Core.Tensors;
@@ -189,6 +190,7 @@ public sealed partial class LayerFusionPipeline
             using (var y = Unet.Forward(x, [t], a.Ehs, a.Pooled, a.TimeIds6, fusion))
                 eps = ops.ToHost(y);
             fusion.Record = null;
+            FiniteCheck.Require(eps, "unet", $"at denoising step {step + 1} of {steps} (the triplet pass)");
             for (int s = 0; s < TripletLayout.Streams; s++)
             {
                 // diffusers' guidance only when scale > 1; otherwise the cond branch alone (the uncond rows
@@ -196,6 +198,7 @@ public sealed partial class LayerFusionPipeline
                 var rows = eps.AsSpan(s * 2 * latentSize, 2 * latentSize);
                 var noisePred = a.Guided ? Guidance.Combine(rows, req.GuidanceScale) : rows[latentSize..].ToArray();
                 schedulers[s].Step(noisePred, step, latents[s], latents[s], a.Noise[s]);
+                FiniteCheck.Require(latents[s], "sampler", $"({schedulers[s].Name}) at denoising step {step + 1} of {steps}, {StreamName(s)} stream");
             }
             if (recorded != null) dump = MakeDump(a, step, t, structure, recorded, prior.PriorProbabilities);
             progress?.Report(new LayerFusionProgress("denoise", step + 1, steps));

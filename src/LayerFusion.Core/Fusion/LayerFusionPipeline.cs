@@ -84,14 +84,16 @@ public sealed record LayerDiffuseFiles(string Attention, string TransparentDecod
 public sealed partial class LayerFusionPipeline : IDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
-    readonly TransparentDecoderFile _decoderFile;
 
     LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder)
     {
         Sdxl = sdxl;
-        _decoderFile = decoder;
         ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
-        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder"), decoder.Config));
+        var decoderStore = new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder");
+        // Uploaded now, like every other weight: the file is closed after loading, so a file replaced
+        // or truncated later cannot reach a generation.
+        foreach (var name in decoder.Tensors.Keys) _ = decoderStore[name];
+        TransparentDecoder = new TransparentVaeDecoder(new UNet1024(decoderStore, decoder.Config));
         // the transparent decoder injects the latent where its features have the latent's size, so
         // its latent_inject_level must match diffusers' vae_scale_factor (a mismatched pair cannot decode)
         if (1 << decoder.Config.LatentInjectLevel != VaeScaleFactor)
@@ -129,13 +131,14 @@ public sealed partial class LayerFusionPipeline : IDisposable
         }
         catch
         {
-            decoder?.Dispose();
             sdxl?.Dispose();
             throw;
         }
         finally
         {
-            // SdxlPipeline.Load uploaded every weight and Merge copied the offset ones
+            // SdxlPipeline.Load uploaded every weight, Merge copied the offset ones, the constructor
+            // uploaded the decoder's
+            decoder?.Dispose();
             checkpoint.Dispose();
         }
     }
@@ -180,6 +183,9 @@ public sealed partial class LayerFusionPipeline : IDisposable
         using var blEnc = Text.Encode(blendPrompt, req.Negative);
         using var bgEnc = Text.Encode(req.Background, req.Negative);
         foreach (var w in fgEnc.Warnings.Concat(blEnc.Warnings).Concat(bgEnc.Warnings).Distinct()) warnings.Add(w);
+        FiniteCheck.Require(fgEnc, "foreground");
+        FiniteCheck.Require(blEnc, "blend");
+        FiniteCheck.Require(bgEnc, "background");
         var encs = new[] { fgEnc, blEnc, bgEnc };
         using var ehs = ops.Concat(encs.SelectMany(e => new[] { e.Negative.PromptEmbeds, e.Positive.PromptEmbeds }).ToArray(), 0);
         using var pooled = ops.Concat(encs.SelectMany(e => new[] { e.Negative.PooledPromptEmbeds, e.Positive.PooledPromptEmbeds }).ToArray(), 0);
@@ -216,6 +222,9 @@ public sealed partial class LayerFusionPipeline : IDisposable
             ? DenoiseHost(loop, latents, progress, ct)
             : DenoiseDevice(loop, latents, progress, ct);
         latents = final;
+        // the device path reads the latents back once, here: the cheap non-finite check of its loop
+        for (int s = 0; s < TripletLayout.Streams; s++)
+            FiniteCheck.Require(latents[s], "denoising loop (unet and sampler)", $"after {steps} steps, {StreamName(s)} stream");
         LastLatents = latents.Select(l => (float[])l.Clone()).ToArray();
 
         ct.ThrowIfCancellationRequested();
@@ -238,6 +247,8 @@ public sealed partial class LayerFusionPipeline : IDisposable
         return new LayerFusionResult(images.Fg, images.Bg, images.Blend, images.Composite, parameters, warnings, dump);
     }
 
+    static string StreamName(int s) => s == TripletLayout.Foreground ? "foreground" : s == TripletLayout.Background ? "background" : "blend";
+
     /// <summary>Materializing the prior layer's [M, M] head-mean map is only for small models (tests, tiny).</summary>
     static bool IsSmall(int lh, int lw, AttentionSite site)
     {
@@ -257,7 +268,9 @@ public sealed partial class LayerFusionPipeline : IDisposable
             using var y = Sdxl.DecodeLatents(latent, 1, lh, lw);
             if (y.Dim(2) != h || y.Dim(3) != w || y.Dim(1) != 3)
                 throw new UserInputException($"the VAE decoded a {lh}x{lw} latent to {ShapeUtil.Format(y.Shape)}, expected [1, 3, {h}, {w}]");
-            return ops.ToHost(y);
+            var px = ops.ToHost(y);
+            FiniteCheck.Require(px, "vae", "in a decoded image");
+            return px;
         }
         var bgPx = VaeDecode(latents[TripletLayout.Background]);
         progress?.Report(new LayerFusionProgress("decode", 1, 3));
@@ -281,6 +294,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
         {
             if (y.Dim(1) != 4) throw new UserInputException($"the transparent decoder gives {y.Dim(1)} channels; alpha + RGB needs 4");
             rgba = Crop(ops.ToHost(y), 4, ph, pw, h, w);
+            FiniteCheck.Require(rgba, "transparent decoder", "in the foreground's alpha and colors");
         }
         progress?.Report(new LayerFusionProgress("decode", 3, 3));
         int plane = h * w;
@@ -325,7 +339,6 @@ public sealed partial class LayerFusionPipeline : IDisposable
     public void Dispose()
     {
         Sdxl.Dispose();
-        _decoderFile.Dispose();
         _gate.Dispose();
     }
 }

@@ -14,7 +14,9 @@ public static class AtomicFile
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full) ?? throw new ArgumentException($"'{path}' has no directory");
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"directory '{dir}' for output '{path}' does not exist");
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        // short and fixed-length: a legal output name never becomes an illegal temporary name; the
+        // process id lets the CLI's next run sweep what a killed writer left (LayerFusion.Cli TempNames)
+        string temp = Path.Combine(dir, $".lftmp-{Environment.ProcessId}-{Random.Shared.Next():x8}.tmp");
         try
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
@@ -24,9 +26,14 @@ public static class AtomicFile
             }
             File.Move(temp, full, overwrite: true);
         }
-        catch
+        catch (Exception e)
         {
             try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            // the OS names the temporary file; the caller knows only its own path
+            if (e is IOException && e.Message.Contains(temp, StringComparison.Ordinal))
+                throw new IOException(e.Message.Replace(temp, full, StringComparison.Ordinal), e);
+            if (e is UnauthorizedAccessException && e.Message.Contains(temp, StringComparison.Ordinal))
+                throw new UnauthorizedAccessException(e.Message.Replace(temp, full, StringComparison.Ordinal), e);
             throw;
         }
     }

@@ -38,17 +38,26 @@ public static class PngFile
     // ---------------------------------------------------------------- writing
 
     /// <summary>Writes <paramref name="image"/> to <paramref name="path"/> atomically (temp file + rename).</summary>
-    public static void Write(string path, Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null)
+    /// <param name="srgb">Tag the pixels as sRGB (sRGB chunk, perceptual intent, plus the gAMA value the PNG spec pairs with it).</param>
+    public static void Write(string path, Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null, bool srgb = false)
     {
-        var bytes = Encode(image, text);
+        var bytes = Encode(image, text, srgb);
         AtomicFile.Write(path, s => s.Write(bytes));
     }
 
     /// <summary>Encodes an RGB or RGBA 8-bit PNG with the given text entries (keyword, value), in order.</summary>
-    public static byte[] Encode(Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null)
+    public static byte[] Encode(Image8 image, IEnumerable<KeyValuePair<string, string>>? text = null, bool srgb = false)
     {
         ArgumentNullException.ThrowIfNull(image);
         var textChunks = new List<byte[]>();
+        if (srgb)
+        {
+            // PNG 11.3.3.5: an sRGB chunk should come with gAMA 45455 for decoders that only know gAMA
+            textChunks.Add(Chunk("sRGB", [0]));
+            var gama = new byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(gama, 45455);
+            textChunks.Add(Chunk("gAMA", gama));
+        }
         foreach (var (key, value) in text ?? [])
             textChunks.Add(TextChunk(key, value));
 
@@ -61,7 +70,7 @@ public static class PngFile
         }
         if (textChunks.Count == 0) return png;
 
-        // stb writes signature, IHDR, IDAT, IEND: text goes right after IHDR, before the image data
+        // stb writes signature, IHDR, IDAT, IEND: colour space and text go right after IHDR, before the image data
         var chunks = ParseChunks(png, "encoded PNG", PngReadLimits.Default with { MaxFileBytes = long.MaxValue, MaxPixels = long.MaxValue, MaxWidth = int.MaxValue, MaxHeight = int.MaxValue });
         int afterIhdr = chunks[0].DataOffset + chunks[0].Length + 4;
         var result = new MemoryStream(png.Length + textChunks.Sum(c => c.Length));
@@ -120,17 +129,9 @@ public static class PngFile
     public static Image8 Read(string path, int? channels = null, PngReadLimits? limits = null)
     {
         limits ??= PngReadLimits.Default;
-        byte[] bytes;
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new UserInputException($"{path}: file not found");
-            if (info.Length > limits.MaxFileBytes)
-                throw new UserInputException($"{path}: {info.Length} bytes is larger than the {limits.MaxFileBytes}-byte limit for PNG input");
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (IOException e) { throw new UserInputException($"{path}: cannot read: {e.Message}", e); }
-        catch (UnauthorizedAccessException e) { throw new UserInputException($"{path}: cannot read: {e.Message}", e); }
+        ArgumentNullException.ThrowIfNull(path);
+        // Links followed, regular files only (a FIFO or device would block or never end), bounded.
+        var bytes = UntrustedFile.ReadAllBytes(path, limits.MaxFileBytes);
         return Decode(bytes, path, channels, limits);
     }
 
@@ -143,7 +144,9 @@ public static class PngFile
         if (bytes.LongLength > limits.MaxFileBytes)
             throw new UserInputException($"{sourceName}: {bytes.LongLength} bytes is larger than the {limits.MaxFileBytes}-byte limit for PNG input");
         var header = ReadHeader(bytes, sourceName, limits);
-        bool sourceHasAlpha = header.ColorType is 4 or 6 || ParseChunks(bytes, sourceName, limits).Any(c => c.Type == "tRNS");
+        var chunks = ParseChunks(bytes, sourceName, limits);
+        CheckImageData(bytes, chunks, header, sourceName);
+        bool sourceHasAlpha = header.ColorType is 4 or 6 || chunks.Any(c => c.Type == "tRNS");
         int want = channels ?? (sourceHasAlpha ? 4 : 3);
 
         StbImageSharp.ImageResult decoded;
@@ -160,6 +163,64 @@ public static class PngFile
         if (decoded is null || decoded.Data is null || decoded.Width != header.Width || decoded.Height != header.Height)
             throw new UserInputException($"{sourceName}: PNG decoder returned no image or a size other than the header's {header.Width}x{header.Height}");
         return new Image8(decoded.Width, decoded.Height, want, decoded.Data);
+    }
+
+    /// <summary>
+    /// Inflates the image data once (counting, not keeping it) and requires exactly the bytes the
+    /// header implies: stb pads a truncated or short zlib stream with zeros and reports success.
+    /// </summary>
+    static void CheckImageData(byte[] bytes, IReadOnlyList<PngChunk> chunks, PngHeader header, string sourceName)
+    {
+        int samples = header.ColorType switch { 0 => 1, 2 => 3, 3 => 1, 4 => 2, _ => 4 };
+        long bitsPerPixel = (long)samples * header.BitDepth;
+        long RowsBytes(long w, long h) => w <= 0 || h <= 0 ? 0 : h * (1 + (w * bitsPerPixel + 7) / 8);
+        long expected;
+        if (header.Interlace == 0) expected = RowsBytes(header.Width, header.Height);
+        else
+        {
+            // Adam7: seven passes, each a sub-image with its own filter bytes
+            ReadOnlySpan<int> x0 = [0, 4, 0, 2, 0, 1, 0], y0 = [0, 0, 4, 0, 2, 0, 1], dx = [8, 8, 4, 4, 2, 2, 1], dy = [8, 8, 8, 4, 4, 2, 2];
+            expected = 0;
+            for (int p = 0; p < 7; p++)
+                expected += RowsBytes((header.Width - x0[p] + dx[p] - 1) / dx[p], (header.Height - y0[p] + dy[p] - 1) / dy[p]);
+        }
+        var idat = new MemoryStream();
+        foreach (var c in chunks)
+            if (c.Type == "IDAT") idat.Write(bytes, c.DataOffset, c.Length);
+        idat.Position = 0;
+        long total = 0;
+        uint a = 1, b = 0;
+        try
+        {
+            using var z = new ZLibStream(idat, CompressionMode.Decompress, leaveOpen: true);
+            var buffer = new byte[1 << 16];
+            int n;
+            while ((n = z.Read(buffer)) > 0)
+            {
+                total += n;
+                if (total > expected) break;
+                // Adler-32 (RFC 1950; not in the BCL): zlib checks it when the trailer is there, but
+                // a stream cut just before its trailer inflates without complaint.
+                for (int i = 0; i < n; i++)
+                {
+                    a += buffer[i];
+                    if (a >= 65521) a -= 65521;
+                    b += a;
+                    if (b >= 65521) b -= 65521;
+                }
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            throw new UserInputException($"{sourceName}: PNG image data is corrupt: {e.Message}", e);
+        }
+        if (total < expected)
+            throw new UserInputException($"{sourceName}: PNG image data is truncated: it inflates to {total} bytes, a {header.Width}x{header.Height} image needs {expected}");
+        if (total > expected)
+            throw new UserInputException($"{sourceName}: PNG image data inflates to more than the {expected} bytes a {header.Width}x{header.Height} image needs");
+        var data = idat.GetBuffer().AsSpan(0, (int)idat.Length);
+        if (data.Length < 6 || BinaryPrimitives.ReadUInt32BigEndian(data[^4..]) != (b << 16 | a))
+            throw new UserInputException($"{sourceName}: PNG image data is truncated or corrupt: its zlib stream does not end with the checksum of its data");
     }
 
     /// <summary>The IHDR fields, after validating the whole chunk structure and CRCs.</summary>

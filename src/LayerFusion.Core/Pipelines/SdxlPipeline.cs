@@ -28,9 +28,9 @@ public sealed record SdxlPipelineOptions
 
 /// <summary>
 /// diffusers v0.25 StableDiffusionXLPipeline on an <see cref="IOps"/> backend: loaded once, weights
-/// resident, <see cref="Generate"/> as often as wanted. No console output; warnings come back in the
+/// resident, <see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> as often as wanted. No console output; warnings come back in the
 /// result. The pieces a pipeline is made of (<see cref="EncodePrompt"/>, <see cref="CreateConditioning"/>,
-/// <see cref="InitialLatents"/>, <see cref="PredictNoise"/>, <see cref="DecodeLatents"/>,
+/// <see cref="InitialLatents(GaussianNoise, int, int, int, float)"/>, <see cref="PredictNoise"/>, <see cref="DecodeLatents"/>,
 /// <see cref="Postprocess"/>) are public so other pipelines (the LayerFusion triplet) reuse them.
 /// Generations are serialized: one runs at a time per pipeline.
 /// </summary>
@@ -138,21 +138,9 @@ public sealed class SdxlPipeline : IDisposable
     {
         if (checkpoint.Layout != CheckpointLayout.DiffusersFolder) return true;
         var path = Path.Combine(checkpoint.SourcePath, "model_index.json");
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists || info.Length > 1 << 20) return true;
-            if (JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o["force_zeros_for_empty_prompt"] is JsonValue v)
-            {
-                if (v.TryGetValue(out bool b)) return b;
-                throw new UserInputException($"{path}: force_zeros_for_empty_prompt must be true or false");
-            }
-            return true;
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"{path}: not valid JSON ({e.Message})");
-        }
+        if (!File.Exists(path)) return true;
+        // The same reader and policy as the checkpoint loader's (ConfigReader): one verdict per file.
+        return WeightsLoader.Configs.ConfigReader.FromFile(path).Bool("force_zeros_for_empty_prompt", true);
     }
 
     // ---- the reusable pieces ------------------------------------------------------------------
@@ -232,6 +220,7 @@ public sealed class SdxlPipeline : IDisposable
         if (conditioning.Guided) latents.CopyTo(input.AsSpan(latents.Length));
         scheduler.ScaleModelInput(input, stepIndex, input);
         var output = RunUnet(input, latentHeight, latentWidth, scheduler.Timesteps[stepIndex], conditioning, processor, attentionWeights);
+        FiniteCheck.Require(output, "unet", $"at denoising step {stepIndex + 1} of {scheduler.StepCount}");
         if (!conditioning.Guided) return output;
         if (output.Length != input.Length)
             throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
@@ -264,6 +253,7 @@ public sealed class SdxlPipeline : IDisposable
         ArgumentNullException.ThrowIfNull(image);
         if (image.Rank != 4) throw new ArgumentException($"image must be [B, C, H, W], got {ShapeUtil.Format(image.Shape)}");
         var host = image.Ops.ToHost(image);
+        FiniteCheck.Require(host, "vae", "in the decoded image");
         int b = image.Dim(0), c = image.Dim(1), h = image.Dim(2), w = image.Dim(3);
         var result = new Image8[b];
         for (int i = 0; i < b; i++) result[i] = ImageConvert.FromSignedNchw(host, i, c, h, w);
@@ -295,6 +285,7 @@ public sealed class SdxlPipeline : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var encoding = EncodePrompt(request.Prompt, request.NegativePrompt, request.Prompt2, request.NegativePrompt2, request.ClipSkip);
+            FiniteCheck.Require(encoding, "request's");
             return Generate(request, encoding, progress, cancellationToken);
         }
     }
@@ -338,13 +329,18 @@ public sealed class SdxlPipeline : IDisposable
             var clock = Stopwatch.StartNew();
             using var device = HostReferenceLoop ? null : DeviceSampler.TryCreate(scheduler, SchedulerConfig);
             if (device is not null)
+            {
                 latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, progress, clock, cancellationToken);
+                // read back once at the end: the device loop's cheap non-finite check
+                FiniteCheck.Require(latents, "denoising loop (unet and sampler)", $"after {scheduler.StepCount} steps");
+            }
             else
                 for (int i = 0; i < scheduler.StepCount; i++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var noise = PredictNoise(scheduler, i, latents, lh, lw, conditioning, request.GuidanceScale);
                     scheduler.Step(noise, i, latents, latents, noiseSource);
+                    FiniteCheck.Require(latents, "sampler", $"({scheduler.Name}) at denoising step {i + 1} of {scheduler.StepCount}");
                     progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
                 }
             cancellationToken.ThrowIfCancellationRequested();
@@ -420,7 +416,7 @@ public sealed class SdxlPipeline : IDisposable
         finally { x.Dispose(); }
     }
 
-    /// <summary><see cref="Generate"/> on the thread pool.</summary>
+    /// <summary><see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> on the thread pool.</summary>
     public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
 

@@ -27,7 +27,11 @@ public sealed class NoiseSchedule
         int n = config.NumTrainTimesteps;
         if (n < 2) throw new UserInputException($"scheduler config: num_train_timesteps must be at least 2, got {n}");
         NumTrainTimesteps = n;
-        Betas = config.BetaSchedule switch
+        // diffusers: `if trained_betas is not None: self.betas = torch.tensor(trained_betas, dtype=torch.float32)`,
+        // whatever beta_schedule says. The timestep grid still spans num_train_timesteps, so the list must match it.
+        if (config.TrainedBetas is { } trained && trained.Length != n)
+            throw new UserInputException($"scheduler config: trained_betas has {trained.Length} entries, num_train_timesteps is {n}; they must agree");
+        Betas = config.TrainedBetas is { } given ? Array.ConvertAll(given, b => (float)b) : config.BetaSchedule switch
         {
             "linear" => TorchLinspaceF32(config.BetaStart, config.BetaEnd, n),
             "scaled_linear" => Square(TorchLinspaceF32(Math.Sqrt(config.BetaStart), Math.Sqrt(config.BetaEnd), n)),
@@ -37,7 +41,9 @@ public sealed class NoiseSchedule
         };
         foreach (var b in Betas)
             if (!(b > 0f && b < 1f))
-                throw new UserInputException($"scheduler config: betas must lie in (0, 1); beta_start={config.BetaStart}, beta_end={config.BetaEnd}");
+                throw new UserInputException(config.TrainedBetas is null
+                    ? $"scheduler config: betas must lie in (0, 1); beta_start={config.BetaStart}, beta_end={config.BetaEnd}"
+                    : "scheduler config: trained_betas must lie in (0, 1) (as float32)");
 
         // torch.cumprod on CPU accumulates float in double and stores each prefix as float.
         AlphasCumprod = new float[n];

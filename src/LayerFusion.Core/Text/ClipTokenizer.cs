@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using LayerFusion.WeightsLoader;
+using LayerFusion.WeightsLoader.Configs;
 using Microsoft.ML.Tokenizers;
 
 namespace LayerFusion.Core.Text;
@@ -185,18 +186,8 @@ public sealed class ClipTokenizer
 
     static JsonObject ReadJsonObject(string path, long maxBytes)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new UserInputException($"{path}: file not found");
-        if (info.Length > maxBytes) throw new UserInputException($"{path}: {info.Length} bytes, more than the {maxBytes} allowed");
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { MaxDepth = 64 }) as JsonObject
-                   ?? throw new UserInputException($"{path}: must be a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"{path}: not valid JSON ({e.Message})");
-        }
+        // Links followed, regular files only, bounded; ConfigReader's one JSON policy.
+        return ConfigReader.ReadJsonFile(path, maxBytes) as JsonObject ?? throw new UserInputException($"{path}: must be a JSON object");
     }
 
     public static Dictionary<string, int> ReadVocabulary(string path)
@@ -217,12 +208,10 @@ public sealed class ClipTokenizer
 
     public static List<(string, string)> ReadMerges(string path)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new UserInputException($"{path}: file not found");
-        if (info.Length > MaxMergesBytes) throw new UserInputException($"{path}: {info.Length} bytes, more than the {MaxMergesBytes} allowed");
+        var text = UntrustedFile.ReadAllText(path, MaxMergesBytes);
         var merges = new List<(string, string)>();
         int lineNo = 0;
-        foreach (var raw in File.ReadLines(path))
+        foreach (var raw in text.Split('\n'))
         {
             lineNo++;
             var line = raw.TrimEnd('\r');

@@ -30,7 +30,7 @@ public class HostileInputTests
     public void DuplicateNamesInTextConfigsAreRefused()
     {
         var e = Assert.Throws<UserInputException>(() => ConfigReader.FromText("{\"a\": 1, \"a\": 2}", "src"));
-        Assert.StartsWith("src: config is not valid JSON", e.Message);
+        Assert.StartsWith("src: not valid JSON", e.Message);
         Assert.Equal(1, ConfigReader.FromText("{\"a\": 1, \"b\": {\"a\": 2}}", "src").Int("a", 0));
     }
 
@@ -127,8 +127,7 @@ public class HostileInputTests
         SafeTensorsWriter.Write(Path.Combine(unetDir, "a.safetensors"), tensors);
         WriteIndex(unetDir, tensors.Select((t, i) => (t.Name, i == 7 ? "b.safetensors" : "a.safetensors")));
         var e = Assert.Throws<UserInputException>(() => Checkpoint.Open(d));
-        Assert.Contains("cannot open safetensors file", e.Message);
-        Assert.Contains("b.safetensors", e.Message);
+        Assert.Contains("b.safetensors': no such file", e.Message);
     }
 
     [Fact]

@@ -142,7 +142,7 @@ public class MakeTinyInspectCliTests
 
         Assert.Equal(0, Run("make-tiny", d, "--seed", "2").Code);
         File.WriteAllText(Path.Combine(d, "vae", "config.json"), "{\"block_out_channels\": [32, 64], \"block_out_channels\": [32]}");
-        AssertOneLineError(Run("inspect", d), "vae" + Path.DirectorySeparatorChar + "config.json: config is not valid JSON");
+        AssertOneLineError(Run("inspect", d), "vae" + Path.DirectorySeparatorChar + "config.json: not valid JSON");
 
         Assert.Equal(0, Run("make-tiny", d, "--seed", "2").Code);
         File.WriteAllText(Path.Combine(d, "unet", "config.json"), "{\"layers_per_block\": \"two\"}");
@@ -150,7 +150,7 @@ public class MakeTinyInspectCliTests
 
         Assert.Equal(0, Run("make-tiny", d, "--seed", "2").Code);
         File.WriteAllText(Path.Combine(d, "model_index.json"), new string('[', 10_000));
-        AssertOneLineError(Run("inspect", d), "model_index.json: config is not valid JSON");
+        AssertOneLineError(Run("inspect", d), "model_index.json: not valid JSON");
 
         Assert.Equal(0, Run("make-tiny", d, "--seed", "2").Code);
         Directory.Delete(Path.Combine(d, "text_encoder_2"), recursive: true);
@@ -179,6 +179,6 @@ public class InspectSpecialFileTests
         int code = await LayerFusion.Tests.SafeTensors.SafeTensorsSpecialFileTests.NoHang(() => Program.Run(["inspect", tmp.Sub("d")], new StringWriter(), err));
         Assert.Equal(2, code);
         Assert.Single(err.ToString().TrimEnd('\n').Split('\n'));
-        Assert.Contains("merges.txt: empty (or not a regular file)", err.ToString());
+        Assert.Contains("merges.txt: is a FIFO (named pipe), not a regular file", err.ToString());
     }
 }

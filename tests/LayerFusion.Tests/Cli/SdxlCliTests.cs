@@ -47,22 +47,25 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             Assert.Equal((w, h, 3), (image.Width, image.Height, image.Channels));
             Assert.Contains(image.Pixels, p => p != image.Pixels[0]);
             var text = PngFile.ReadText(bytes, a).ToDictionary(kv => kv.Key, kv => kv.Value);
-            Assert.Equal("a lighthouse at dusk", text["prompt"]);
-            Assert.Equal("fog", text["negative_prompt"]);
-            Assert.Equal("123", text["seed"]);
-            Assert.Equal("2", text["steps"]);
-            Assert.Equal("4.5", text["cfg"]);
-            Assert.Equal("euler", text["sampler"]);
-            Assert.Equal($"{w}x{h}", text["size"]);
-            Assert.Equal(Path.GetFullPath(tiny.Default), text["model"]);
+            Assert.Equal("a lighthouse at dusk", text["layerfusion:prompt"]);
+            Assert.Equal("fog", text["layerfusion:negative_prompt"]);
+            Assert.Equal("123", text["layerfusion:seed"]);
+            Assert.Equal("2", text["layerfusion:steps"]);
+            Assert.Equal("4.5", text["layerfusion:cfg"]);
+            Assert.Equal("euler", text["layerfusion:sampler"]);
+            Assert.Equal($"{w}x{h}", text["layerfusion:size"]);
+            Assert.Equal(Path.GetFileName(tiny.Default), text["layerfusion:model"]); // the name, never the local path
+            Assert.DoesNotContain("prompt", text.Keys); // ComfyUI's workflow key
+            Assert.DoesNotContain(Path.GetFullPath(tiny.Default), string.Join("\n", text.Values));
         }
         // another seed, other bytes; the sampler switch is honoured
         var other = Run("sdxl", "--model", tiny.Default, "--prompt", "a lighthouse at dusk", "--steps", "2", "--seed", "124",
             "--width", "64", "--height", "48", "--sampler", "dpmpp-2m-karras", "--out", Out("c.png"));
         Assert.Equal(0, other.Code);
         Assert.NotEqual(File.ReadAllBytes(Out("a64.png")), File.ReadAllBytes(Out("c.png")));
-        Assert.Equal("dpmpp-2m-karras", PngFile.ReadText(File.ReadAllBytes(Out("c.png")), "c").Single(kv => kv.Key == "sampler").Value);
+        Assert.Equal("dpmpp-2m-karras", PngFile.ReadText(File.ReadAllBytes(Out("c.png")), "c").Single(kv => kv.Key == "layerfusion:sampler").Value);
         Assert.Empty(Directory.GetFiles(tiny.Root, "*.tmp")); // atomic writes leave no temporaries
+        Assert.Empty(Directory.GetFileSystemEntries(tiny.Root, ".lftmp-*"));
     }
 
     [Fact]
@@ -105,6 +108,15 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--backend", "tpu", "--out", png], "--backend"),
             (["sdxl", "--model", tiny.Default, "--out", png], "prompt"),
             (["sdxl", "--model", tiny.Default, "--prompt", "x", "--out", Path.Combine(tiny.Root, "nope", "x.png")], "does not exist"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--out", ""], "--out must name a .png file"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "a\0b", "--steps", "1", "--out", png], "NUL"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--negative-prompt", "\0", "--out", png], "NUL"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--width", "abc", "--out", png], "--width must be an integer, got 'abc'"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--steps", "1.5", "--out", png], "--steps must be an integer"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--seed", "12345678901234567890123", "--out", png], "--seed must be an integer"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "--seed", $"{long.MaxValue}", "-b", "2", "--out", png], "runs past the largest seed"),
+            (["sdxl", "--model", tiny.Default, "--prompt", "x", "-b", "0", "--out", png], "--batch-count must be 1..10000"),
+            (["sdxl", "--model", Path.Combine(tiny.Default, "model_index.json"), "--prompt", "x", "--out", png], "is a JSON file, not an SDXL checkpoint"),
         };
         foreach (var (args, expect) in cases)
         {
@@ -199,6 +211,54 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
             Assert.Equal(File.ReadAllBytes(Out("builtin1.png")), File.ReadAllBytes(Out("builtin2.png")));
             var image = PngFile.Read(Out("builtin1.png"));
             Assert.Equal((64, 64), (image.Width, image.Height)); // the tiny UNet's sample_size x its VAE factor
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
+        }
+    }
+
+    // LAYERFUSION_HOME is process-wide: the tests that set it live in this class, so they never overlap.
+
+    [Fact]
+    public void ABadLayerFusionHomeIsNamed()
+    {
+        string file = Out("home-file");
+        File.WriteAllText(file, "x");
+        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
+        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", file);
+        try
+        {
+            var r = Run("sdxl", "-p", "x", "--steps", "1", "-o", Out("h.png"));
+            Assert.Equal(2, r.Code);
+            var line = Assert.Single(Lines(r.Err));
+            Assert.StartsWith("error: LAYERFUSION_HOME", line);
+            Assert.Contains("is a file, not a folder", line);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
+        }
+    }
+
+    [Fact]
+    public void AnInterruptWhileTheBuiltInModelIsWrittenLeavesNoLitter()
+    {
+        string home = Path.Combine(tiny.Root, "home-interrupted");
+        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
+        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", home);
+        try
+        {
+            var interrupts = new LayerFusion.Cli.Shared.Interrupts();
+            interrupts.Signal(143); // SIGTERM arrives while the checkpoint is being written: seen before the rename
+            var o = new StringWriter();
+            var e = new StringWriter();
+            int code = Program.Run(["sdxl", "-p", "x", "--steps", "1", "--backend", "cpu", "-o", Out("int.png")], o, e, interrupts);
+            Assert.Equal(143, code);
+            Assert.Contains("terminated", e.ToString());
+            Assert.False(Directory.Exists(Path.Combine(home, "tiny-sdxl")));
+            Assert.Empty(Directory.GetFileSystemEntries(home));
+            Assert.False(File.Exists(Out("int.png")));
         }
         finally
         {

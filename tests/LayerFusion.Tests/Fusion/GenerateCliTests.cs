@@ -27,24 +27,27 @@ public sealed class GenerateCliTests : IDisposable
         Assert.True(r1.Code == 0, r1.Err);
         var r2 = Run([.. args, "--out", _tmp.Sub("b")]);
         Assert.True(r2.Code == 0, r2.Err);
+        // each triplet in its own numbered folder, NNNNN-SEED, as A1111 numbers its outputs
+        string a = Path.Combine(_tmp.Sub("a"), "00000-9"), b = Path.Combine(_tmp.Sub("b"), "00000-9");
+        Assert.Equal($"wrote {a} (72x56, euler, 1 steps, seed 9)", r1.Out.Trim());
 
         foreach (var name in LayerFusionOutputs.ImageNames)
         {
-            var a = File.ReadAllBytes(Path.Combine(_tmp.Sub("a"), name));
-            Assert.Equal(a, File.ReadAllBytes(Path.Combine(_tmp.Sub("b"), name)));
-            var image = PngFile.Decode(a, name);
+            var bytes = File.ReadAllBytes(Path.Combine(a, name));
+            Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(b, name)));
+            var image = PngFile.Decode(bytes, name);
             Assert.Equal((72, 56), (image.Width, image.Height));
             Assert.Equal(name == "fg.png" ? 4 : 3, image.Channels);
-            var text = PngFile.ReadText(a, name);
+            var text = PngFile.ReadText(bytes, name);
             Assert.Contains(text, kv => kv.Key == "layerfusion:fg" && kv.Value == "a glass bottle");
             Assert.Contains(text, kv => kv.Key == "layerfusion:blend" && kv.Value == "a glass bottle, a beach");
         }
-        var fg = PngFile.Read(Path.Combine(_tmp.Sub("a"), "fg.png"));
+        var fg = PngFile.Read(Path.Combine(a, "fg.png"));
         var alpha = Enumerable.Range(0, 72 * 56).Select(i => fg.Pixels[4 * i + 3]).ToArray();
         Assert.Contains(alpha, v => v != 255);
         Assert.True(alpha.Distinct().Count() > 1);
 
-        var priors = Path.Combine(_tmp.Sub("a"), "priors");
+        var priors = Path.Combine(a, "priors");
         foreach (var name in new[] { "s_prime.png", "content.png", "mask_soft.png", "mask_hard.png" })
             Assert.Equal((72, 56), (PngFile.Read(Path.Combine(priors, name)).Width, PngFile.Read(Path.Combine(priors, name)).Height));
         using (var st = SafeTensorsFile.Open(Path.Combine(priors, "priors.safetensors")))
@@ -55,11 +58,11 @@ public sealed class GenerateCliTests : IDisposable
             Assert.Contains(names, n => n.EndsWith(".attn2.mask_hard"));
             Assert.Contains(names, n => n.EndsWith(".attn1.mask_soft"));
         }
-        Assert.False(Directory.Exists(Path.Combine(_tmp.Sub("b"), "priors")));
+        Assert.False(Directory.Exists(Path.Combine(b, "priors")));
 
         // compose: the unmoved layer reproduces the composite of the 8-bit layers; a moved one differs
         string moved = _tmp.Sub("moved.png"), still = _tmp.Sub("still.png");
-        string fgPath = Path.Combine(_tmp.Sub("a"), "fg.png"), bgPath = Path.Combine(_tmp.Sub("a"), "bg.png");
+        string fgPath = Path.Combine(a, "fg.png"), bgPath = Path.Combine(a, "bg.png");
         Assert.Equal(0, Run("compose", "--fg", fgPath, "--bg", bgPath, "--out", still).Code);
         var rc = Run("compose", "--fg", fgPath, "--bg", bgPath, "--dx", "10", "--dy", "-4", "--scale", "0.5", "--out", moved);
         Assert.True(rc.Code == 0, rc.Err);
@@ -77,7 +80,7 @@ public sealed class GenerateCliTests : IDisposable
             (["generate", "--model", model, "--fg", "a", "--bg", "b", "--width", "70"], "multiple of 8"),
             (["generate", "--model", model, "--fg", "a", "--bg", "b", "--blend-attention", "all"], "--blend-attention"),
             (["generate", "--model", model, "--fg", "a", "--bg", "b", "--d", "-1"], "d must be"),
-            (["generate", "--model", model, "--fg", "a", "--bg", "b", "--layerdiffuse", _tmp.Sub("nowhere")], "LayerDiffuse folder"),
+            (["generate", "--model", model, "--fg", "a", "--bg", "b", "--layerdiffuse", _tmp.Sub("nowhere")], "--layerdiffuse"),
             (["generate", "--model", model, "--fg", "a", "--bg", "b", "--prior-layer", "nope"], "prior layer 'nope'"),
             (["compose", "--fg", _tmp.Sub("none.png"), "--bg", _tmp.Sub("none.png"), "--out", _tmp.Sub("x.png"), "--scale", "0"], "--scale"),
         })

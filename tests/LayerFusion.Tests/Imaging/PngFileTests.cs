@@ -126,7 +126,7 @@ public sealed class PngFileTests : IDisposable
         var path = Path.Combine(_dir, "big.png");
         PngFile.Write(path, RandomImage(64, 64, 3, 2));
         var ex = Assert.Throws<UserInputException>(() => PngFile.Read(path, limits: new PngReadLimits { MaxFileBytes = 100 }));
-        Assert.Contains("limit", ex.Message);
+        Assert.Contains("more than the 100 allowed", ex.Message);
         var ex2 = Assert.Throws<UserInputException>(() => PngFile.Read(path, limits: new PngReadLimits { MaxWidth = 32 }));
         Assert.Contains("64x64", ex2.Message);
         var missing = Path.Combine(_dir, "missing.png");

@@ -21,28 +21,41 @@ public class SafeTensorsSpecialFileTests
     internal static async Task<T> NoHang<T>(Func<T> open) => await Task.Run(open).WaitAsync(TimeSpan.FromMinutes(2));
 
     [Fact]
-    public async Task FifoIsTooSmallNotAHang()
+    public async Task FifoIsRefusedNotOpened()
     {
         using var dir = new TempDir();
         string fifo = MakeFifo(dir.File("pipe.safetensors"));
-        var e = await NoHang(() => Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Open(fifo)));
-        Assert.Equal(SafeTensorsRule.FileTooSmall, e.Rule);
-        Assert.Contains(fifo, e.Message);
+        var e = await NoHang(() => Assert.Throws<UserInputException>(() => SafeTensorsFile.Open(fifo)));
+        Assert.Equal($"safetensors file '{fifo}': is a FIFO (named pipe), not a regular file", e.Message);
+        // behind a symbolic link (whose own size is not 0), the same
+        string link = dir.File("link.safetensors");
+        File.CreateSymbolicLink(link, fifo);
+        e = await NoHang(() => Assert.Throws<UserInputException>(() => SafeTensorsFile.Open(link)));
+        Assert.Contains("FIFO", e.Message);
     }
 
     [Fact]
     public async Task FifoConfigIsRefusedNotRead()
     {
         using var dir = new TempDir();
-        string fifo = MakeFifo(dir.File("config.json"));
-        var e = await NoHang(() => Assert.Throws<UserInputException>(() => ConfigReader.FromFile(fifo)));
-        Assert.Contains("empty (or not a regular file)", e.Message);
+        string fifo = MakeFifo(dir.File("pipe"));
+        string config = dir.File("config.json");
+        File.CreateSymbolicLink(config, fifo);
+        foreach (var path in new[] { fifo, config })
+        {
+            var e = await NoHang(() => Assert.Throws<UserInputException>(() => ConfigReader.FromFile(path)));
+            Assert.Equal($"{path}: is a FIFO (named pipe), not a regular file", e.Message);
+        }
     }
 
     [Fact]
-    public void DeviceFileIsTooSmall()
+    public void DeviceFileIsRefused()
     {
         Assert.SkipUnless(File.Exists("/dev/zero"), "no /dev/zero");
-        Assert.Equal(SafeTensorsRule.FileTooSmall, Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Open("/dev/zero")).Rule);
+        Assert.Contains("character device", Assert.Throws<UserInputException>(() => SafeTensorsFile.Open("/dev/zero")).Message);
+        using var dir = new TempDir();
+        string link = dir.File("zero.safetensors");
+        File.CreateSymbolicLink(link, "/dev/zero");
+        Assert.Contains("character device", Assert.Throws<UserInputException>(() => SafeTensorsFile.Open(link)).Message);
     }
 }
