@@ -83,7 +83,7 @@ internal static class GenerateCommand
             var backends = BackendFactory.CreatePair(parse.GetValue(backend), stderr);
             var modelPath = BuiltInModel.Resolve(parse.GetValue(model), stderr);
             var ldDir = parse.GetValue(layerDiffuse) ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
-            using var pipeline = LayerFusionPipeline.Load(backends.Main, modelPath, LayerDiffuseFiles.InDirectory(ldDir), backends.Vae);
+            using var pipeline = LayerFusionPipeline.Load(backends.Main, modelPath, LayerDiffuseFiles.InDirectory(ldDir), backends.Vae, ownsOps: true);
             var (ph, pw) = pipeline.Sdxl.ResolveSize(w, h);
             var request = new LayerFusionRequest
             {
@@ -123,7 +123,7 @@ internal static class GenerateCommand
     {
         public void Report(LayerFusionProgress value)
         {
-            if (value.Phase == "denoise") terminal.Report(new StepProgress(value.Step, value.Steps, 0f, clock.Elapsed));
+            if (value.Phase == LayerFusionPhase.Denoise) terminal.Report(new StepProgress(value.Step, value.Steps, 0f, clock.Elapsed));
         }
     }
 }

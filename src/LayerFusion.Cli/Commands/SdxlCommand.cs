@@ -116,6 +116,7 @@ internal static class SdxlCommand
             // strict: a file that is not UTF-8 text would otherwise become a prompt of U+FFFD characters
             text = File.ReadAllText(promptFile, StrictUtf8);
         }
+        catch (UserInputException) { throw; } // an ArgumentException too: not to be rewrapped below
         catch (DecoderFallbackException)
         {
             throw new UserInputException($"--prompt-file '{promptFile}': not UTF-8 text");
