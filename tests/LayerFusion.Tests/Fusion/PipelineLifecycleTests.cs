@@ -146,3 +146,38 @@ public sealed class PipelineLifecycleTests(TinyLayerFusionModel model) : IClassF
         Assert.Throws<ArgumentException>(() => SdxlPipeline.Open(" ", new CpuBackend()));
     }
 }
+
+/// <summary>Model files truncated in place (as `cp` over them does) while a pipeline holds them.</summary>
+public sealed class TruncatedModelFileTests
+{
+    static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    static void TruncateInPlace(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+        fs.SetLength(fs.Length / 3);
+    }
+
+    [Fact]
+    public void AfterLoadingTheFilesAreNotNeededAgain()
+    {
+        using var model = new TinyLayerFusionModel();
+        using var pipe = LayerFusionPipeline.Load(new CpuBackend(), model.Dir,
+            new LayerDiffuseFiles(model.Files.DenseAttention, model.Files.TransparentDecoder), cancellationToken: Ct);
+        TruncateInPlace(model.Files.TransparentDecoder);
+        TruncateInPlace(Path.Combine(model.Dir, "unet", "diffusion_pytorch_model.safetensors"));
+        var r = pipe.Generate(new LayerFusionRequest { Foreground = "a cup", Background = "a desk", Steps = 1, Width = 32, Height = 24 }, null, Ct);
+        Assert.Equal(32, r.Foreground.Width);
+    }
+
+    [Fact]
+    public void ALazilyReadCheckpointTruncatedMidRunIsAClearError()
+    {
+        using var model = new TinyLayerFusionModel();
+        using var pipe = SdxlPipeline.Open(model.Dir, new CpuBackend(), new SdxlPipelineOptions { PreloadWeights = false });
+        string unet = Path.Combine(model.Dir, "unet", "diffusion_pytorch_model.safetensors");
+        TruncateInPlace(unet);
+        var e = Assert.Throws<UserInputException>(() => pipe.Generate(new SdxlRequest { Prompt = "a cup", Steps = 1, Width = 32, Height = 24 }, null, Ct));
+        Assert.Contains($"safetensors file '{unet}' changed while in use", e.Message);
+    }
+}
