@@ -167,10 +167,15 @@ public sealed class LayerFusionPipeline : IDisposable
         }
     }
 
-    /// <summary><see cref="Load"/> on the thread pool.</summary>
+    /// <summary><see cref="Load"/> on the thread pool (null arguments throw here, before a task starts).</summary>
     public static Task<LayerFusionPipeline> LoadAsync(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps = null,
-        bool ownsOps = false, IProgress<LayerFusionProgress>? progress = null, CancellationToken cancellationToken = default) =>
-        Task.Run(() => Load(ops, modelPath, layerDiffuse, vaeOps, ownsOps, progress, cancellationToken), cancellationToken);
+        bool ownsOps = false, IProgress<LayerFusionProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        // Load's own checks (and its disposal of owned backends) run synchronously for bad arguments
+        if (ops is null || layerDiffuse is null || string.IsNullOrWhiteSpace(modelPath))
+            return Task.FromResult(Load(ops!, modelPath!, layerDiffuse!, vaeOps, ownsOps, progress, cancellationToken)); // throws
+        return Task.Run(() => Load(ops, modelPath, layerDiffuse, vaeOps, ownsOps, progress, cancellationToken), cancellationToken);
+    }
 
     static LayerFusionPipeline LoadCore(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps, bool ownsOps,
         IProgress<LayerFusionProgress>? progress, CancellationToken ct)
@@ -221,9 +226,15 @@ public sealed class LayerFusionPipeline : IDisposable
         (ops as IDisposable)?.Dispose();
     }
 
+    /// <summary><see cref="Generate"/> on the thread pool; bad arguments throw here, before a task starts.</summary>
     public Task<LayerFusionResult> GenerateAsync(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
-        CancellationToken cancellationToken = default) =>
-        Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+        CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ArgumentNullException.ThrowIfNull(request);
+        request.Validate();
+        return Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    }
 
     /// <summary>
     /// Generates one triplet. Generations are serialized; <see cref="Dispose"/> cancels a running one

@@ -443,8 +443,14 @@ public sealed class SdxlPipeline : IDisposable
     }
 
     /// <summary><see cref="Generate"/> on the thread pool.</summary>
-    public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default) =>
-        Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        // bad arguments throw here, before a task starts
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ArgumentNullException.ThrowIfNull(request);
+        Validate(request);
+        return Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    }
 
     /// <summary>
     /// Cancels a running generation and waits for it to stop, then closes the checkpoint (when this

@@ -105,19 +105,27 @@ public sealed class PipelineLifecycleTests(TinyLayerFusionModel model) : IClassF
         var ops = new MeteredOps(new CpuBackend());
         var pipe = LayerFusionPipeline.Load(ops, model.Dir, Files, ownsOps: true, cancellationToken: Ct);
         using var started = new ManualResetEventSlim();
+        int inCallback = 0, reports = 0;
         var progress = new SyncProgress(p =>
         {
             if (p.Phase != LayerFusionPhase.Denoise) return;
+            Volatile.Write(ref inCallback, 1);
+            Interlocked.Increment(ref reports);
             started.Set();
             Thread.Sleep(200); // still in the step when Dispose comes
+            Volatile.Write(ref inCallback, 0);
         });
         var run = pipe.GenerateAsync(Request(steps: 50), progress, Ct);
         Assert.True(started.Wait(TimeSpan.FromMinutes(2), Ct));
         pipe.Dispose();
-        Assert.True(run.IsCompleted, "Dispose returned while the generation was still running");
+        // Dispose came back only after the generation left its step (the task itself completes a moment later)
+        Assert.Equal(0, Volatile.Read(ref inCallback));
+        int seen = Volatile.Read(ref reports);
+        Assert.True(seen < 50, "the generation ran to its end instead of being cancelled");
         Assert.Equal(1, ops.Disposals); // freed after the generation stopped, once
         var e = await Assert.ThrowsAsync<ObjectDisposedException>(() => run);
         Assert.Contains(nameof(LayerFusionPipeline), e.ObjectName);
+        Assert.Equal(seen, Volatile.Read(ref reports)); // no step after Dispose returned
         var after = Assert.Throws<ObjectDisposedException>(() => pipe.Generate(Request(), cancellationToken: Ct));
         Assert.Contains(nameof(LayerFusionPipeline), after.ObjectName);
         pipe.Dispose(); // idempotent
