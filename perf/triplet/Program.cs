@@ -69,7 +69,7 @@ try
             marks.Add((0, alloc0, GC.GetGCMemoryInfo().HeapSizeBytes));
             pipe.Generate(req, new SyncProgress(p =>
             {
-                if (p.Phase == "denoise") marks.Add((clock.Elapsed.TotalMilliseconds, GC.GetTotalAllocatedBytes(false), GC.GetGCMemoryInfo().HeapSizeBytes));
+                if (p.Phase == LayerFusionPhase.Denoise) marks.Add((clock.Elapsed.TotalMilliseconds, GC.GetTotalAllocatedBytes(false), GC.GetGCMemoryInfo().HeapSizeBytes));
             }));
             for (int i = 2; i < marks.Count; i++)   // skip step 1 (first-call effects)
                 results[path].Add((marks[i].Ms - marks[i - 1].Ms, (marks[i].Alloc - marks[i - 1].Alloc) / 1048576.0, marks[i].Heap / 1048576.0));

@@ -9,7 +9,7 @@ namespace LayerFusion.Cpu;
 /// Multi-threaded with <see cref="Parallel"/> over independent rows/channels/batches, capped by
 /// <see cref="MaxDegreeOfParallelism"/>; SIMD through System.Numerics.Tensors.
 /// </summary>
-public sealed partial class CpuOps : IOps
+public sealed partial class CpuOps : IOps, IBackendMemory
 {
     readonly ParallelOptions _po;
 
@@ -22,6 +22,12 @@ public sealed partial class CpuOps : IOps
     }
 
     public string Name => "cpu";
+
+    /// <summary>The machine's available memory (the CPU backend allocates managed arrays).</summary>
+    public long AvailableBytes => HostMemory.AvailableBytes();
+
+    /// <summary>fp32 throughout.</summary>
+    public int ActivationElementBytes => 4;
     public int MaxDegreeOfParallelism => _po.MaxDegreeOfParallelism;
     internal ParallelOptions ParallelOptions => _po;
 

@@ -12,7 +12,7 @@ namespace LayerFusion.Cuda;
 /// bf16 for the VAE, whose activations overflow fp16); arithmetic and accumulation are fp32.
 /// Calls are stream-ordered on the device's stream; <see cref="ToHost"/> synchronizes.
 /// </summary>
-public sealed unsafe partial class CudaOps : IOps, IDisposable
+public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
 {
     const int Threads = 256;
 
@@ -101,6 +101,19 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable
     public StorageType Storage { get; }
     public KernelCache Cache { get; }
     public string Name => $"cuda-{Storage.ToString().ToLowerInvariant()}";
+
+    /// <summary>Free device memory now (cuMemGetInfo: device-wide, other processes included).</summary>
+    public long AvailableBytes
+    {
+        get
+        {
+            Device.MakeCurrent();
+            Driver.Check(Driver.cuMemGetInfo(out var free, out _), "cuMemGetInfo");
+            return (long)free;
+        }
+    }
+
+    public int ActivationElementBytes => Storage == StorageType.F32 ? 4 : 2;
     /// <summary>Fill every op's output with NaN before the kernel runs, so unwritten elements show (tests).</summary>
     public bool PoisonOutputs { get; set; }
     /// <summary>Synchronize after each op so an asynchronous fault is reported by the op that caused it.</summary>

@@ -111,7 +111,7 @@ internal static class GenerateCommand
                 var modelPath = BuiltInModel.Resolve(modelGiven, stderr);
                 var ld = InputPaths.LayerDiffuse(ldGiven, modelPath);
                 progress.Begin("loading model");
-                using var pipeline = LayerFusionPipeline.Load(backends.Main, modelPath, ld, backends.Vae);
+                using var pipeline = LayerFusionPipeline.Load(backends.Main, modelPath, ld, backends.Vae, ownsOps: true);
                 interrupts.Token.ThrowIfCancellationRequested();
                 var (ph, pw) = pipeline.Sdxl.ResolveSize(w, h);
                 var writeOptions = new LayerFusionWriteOptions { ModelName = Infotext.ModelName(modelPath), Psd = parse.GetValue(psd) };

@@ -28,8 +28,8 @@ internal static class BackendFactory
         switch (name?.Trim().ToLowerInvariant())
         {
             case null or "" or "auto":
-                var cuda = CudaOps.TryCreate(StorageType.F16, out var reason);
-                if (cuda is not null) return new Backends(cuda, new CudaOps(cuda.Device, StorageType.F32, cuda.Cache));
+                var cuda = CudaBackendPair.TryCreate(out var reason);
+                if (cuda is not null) return new Backends(cuda.Main, cuda.Vae);
                 stderr.WriteLine(CpuFallbackNote(reason));
                 return Cpu();
             case "cpu":
@@ -37,8 +37,8 @@ internal static class BackendFactory
             case "cuda" or "gpu":
                 try
                 {
-                    var main = CudaOps.Create(StorageType.F16);
-                    return new Backends(main, new CudaOps(main.Device, StorageType.F32, main.Cache));
+                    var pair = CudaBackendPair.Create();
+                    return new Backends(pair.Main, pair.Vae);
                 }
                 catch (CudaUnavailableException e)
                 {

@@ -122,7 +122,7 @@ public sealed partial class LayerFusionPipeline
                 {
                     foreach (var v in scaled) v?.Dispose();
                 }
-                progress?.Report(new LayerFusionProgress("denoise", step + 1, steps));
+                progress?.Report(new LayerFusionProgress(LayerFusionPhase.Denoise, step + 1, steps));
             }
             LastPriorPassStoppedEarly = stoppedEarly;
             return (x.Select(v => ops.ToHost(v!)).ToArray(), dump);
@@ -201,7 +201,7 @@ public sealed partial class LayerFusionPipeline
                 FiniteCheck.Require(latents[s], "sampler", $"({schedulers[s].Name}) at denoising step {step + 1} of {steps}, {StreamName(s)} stream");
             }
             if (recorded != null) dump = MakeDump(a, step, t, structure, recorded, prior.PriorProbabilities);
-            progress?.Report(new LayerFusionProgress("denoise", step + 1, steps));
+            progress?.Report(new LayerFusionProgress(LayerFusionPhase.Denoise, step + 1, steps));
         }
         LastPriorPassStoppedEarly = false;
         return (latents, dump);

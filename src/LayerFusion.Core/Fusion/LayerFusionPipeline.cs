@@ -18,6 +18,7 @@ namespace LayerFusion.Core.Fusion;
 /// <summary>One triplet to generate.</summary>
 public sealed record LayerFusionRequest
 {
+    /// <summary>The transparent foreground's prompt (required, not empty: the priors come from its tokens).</summary>
     public required string Foreground { get; init; }
     public required string Background { get; init; }
     /// <summary>Negative prompt for all three streams; null/empty = zeros (SDXL's force_zeros_for_empty_prompt).</summary>
@@ -25,26 +26,45 @@ public sealed record LayerFusionRequest
     public int Steps { get; init; } = 30;
     public float GuidanceScale { get; init; } = 7f;
     public ulong Seed { get; init; }
-    public int Width { get; init; } = 1024;
-    public int Height { get; init; } = 1024;
+    /// <summary>Width in pixels (a positive multiple of the VAE factor); null = the model's default size (1024 for SDXL).</summary>
+    public int? Width { get; init; }
+    /// <summary>Height in pixels; null = the model's default size.</summary>
+    public int? Height { get; init; }
     /// <summary>A <see cref="Samplers"/> name; null = the checkpoint's scheduler.</summary>
     public string? Sampler { get; init; }
     /// <summary>Record s', c and the masks at t = 0.8T (and the prior layer's probabilities on small models).</summary>
     public bool DumpPriors { get; init; }
     public LayerFusionOptions Options { get; init; } = new();
 
+    /// <summary>What can be checked without a model; bad values throw <see cref="UserInputException"/> (an <see cref="ArgumentException"/>).</summary>
     public void Validate()
     {
-        if (Width <= 0 || Height <= 0 || Width % 8 != 0 || Height % 8 != 0)
-            throw new UserInputException($"width and height must be positive multiples of 8, got {Width}x{Height}");
+        if (Foreground is null) throw new ArgumentNullException(nameof(Foreground));
+        if (Background is null) throw new ArgumentNullException(nameof(Background));
+        if (string.IsNullOrWhiteSpace(Foreground))
+            throw new UserInputException("the foreground prompt is empty; LayerFusion's priors come from the foreground's tokens, so it needs one");
+        if (Width is { } w && (w <= 0 || w % 8 != 0) || Height is { } h && (h <= 0 || h % 8 != 0))
+            throw new UserInputException($"width and height must be positive multiples of 8, got {Width?.ToString() ?? "default"}x{Height?.ToString() ?? "default"}");
         if (Steps < 1 || Steps > 1000) throw new UserInputException($"steps must be 1..1000, got {Steps}");
         if (!float.IsFinite(GuidanceScale) || GuidanceScale < 0) throw new UserInputException($"guidance scale must be a finite number >= 0, got {GuidanceScale}");
+        if (Options is null) throw new ArgumentNullException(nameof(Options));
         Options.Validate();
     }
 }
 
-/// <summary>Progress of one generation: <see cref="Phase"/> is "denoise" (Step of Steps) or "decode".</summary>
-public sealed record LayerFusionProgress(string Phase, int Step, int Steps);
+/// <summary>What a pipeline is doing when it reports progress.</summary>
+public enum LayerFusionPhase
+{
+    /// <summary>Uploading weights: Step of Steps weights.</summary>
+    Load,
+    /// <summary>Denoising: Step of Steps steps.</summary>
+    Denoise,
+    /// <summary>Decoding: Step of Steps decoder passes (background, blend, foreground + transparent).</summary>
+    Decode,
+}
+
+/// <summary>Progress of loading or of one generation.</summary>
+public sealed record LayerFusionProgress(LayerFusionPhase Phase, int Step, int Steps);
 
 /// <summary>The maps of one denoising step (t closest to 0.8T) for inspection (paper Fig. 3).</summary>
 /// <param name="VisualizedSite">The cross-attention layer whose c and masks the PNGs show (the prior layer's block).</param>
@@ -84,15 +104,24 @@ public sealed record LayerDiffuseFiles(string Attention, string TransparentDecod
 public sealed partial class LayerFusionPipeline : IDisposable
 {
     readonly SemaphoreSlim _gate = new(1, 1);
+    // Cancelled by Dispose: a running generation stops at its next check, waiting ones give up.
+    readonly CancellationTokenSource _life = new();
+    int _disposed;
+    int _runner = -1;
+    bool _releaseOnExit;
 
-    LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder)
+    LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder, Action uploaded)
     {
         Sdxl = sdxl;
         ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
         var decoderStore = new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder");
         // Uploaded now, like every other weight: the file is closed after loading, so a file replaced
         // or truncated later cannot reach a generation.
-        foreach (var name in decoder.Tensors.Keys) _ = decoderStore[name];
+        foreach (var name in decoder.Tensors.Keys)
+        {
+            _ = decoderStore[name];
+            uploaded();
+        }
         TransparentDecoder = new TransparentVaeDecoder(new UNet1024(decoderStore, decoder.Config));
         // the transparent decoder injects the latent where its features have the latent's size, so
         // its latent_inject_level must match diffusers' vae_scale_factor (a mismatched pair cannot decode)
@@ -114,10 +143,44 @@ public sealed partial class LayerFusionPipeline : IDisposable
     public int VaeScaleFactor => Sdxl.VaeScaleFactor;
 
     /// <summary>Opens a checkpoint (diffusers folder or single file) and the LayerDiffuse files; keeps the weights resident.</summary>
+    /// <param name="ops">Backend of the text encoders and the UNet.</param>
     /// <param name="vaeOps">Backend of the VAE and transparent decoder when it differs from <paramref name="ops"/>
-    /// (fp32 on a GPU: SDXL's VAE overflows in fp16); null: the same backend.</param>
-    public static LayerFusionPipeline Load(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps = null)
+    /// (fp32 on a GPU: SDXL's VAE overflows in fp16; <c>LayerFusion.Cuda.CudaBackendPair</c> makes that pair); null: the same backend.</param>
+    /// <param name="ownsOps">Dispose the backend(s) with the pipeline (also when loading fails).</param>
+    /// <param name="progress">Reports <see cref="LayerFusionPhase.Load"/>: weights uploaded of all weights.</param>
+    /// <param name="cancellationToken">Checked between weight uploads.</param>
+    public static LayerFusionPipeline Load(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps = null,
+        bool ownsOps = false, IProgress<LayerFusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        try
+        {
+            ArgumentNullException.ThrowIfNull(ops);
+            ArgumentNullException.ThrowIfNull(modelPath);
+            ArgumentNullException.ThrowIfNull(layerDiffuse);
+            ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
+            return LoadCore(ops, modelPath, layerDiffuse, vaeOps, ownsOps, progress, cancellationToken);
+        }
+        catch when (ownsOps)
+        {
+            DisposeBackends(ops, vaeOps);
+            throw;
+        }
+    }
+
+    /// <summary><see cref="Load"/> on the thread pool (null arguments throw here, before a task starts).</summary>
+    public static Task<LayerFusionPipeline> LoadAsync(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps = null,
+        bool ownsOps = false, IProgress<LayerFusionProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        // Load's own checks (and its disposal of owned backends) run synchronously for bad arguments
+        if (ops is null || layerDiffuse is null || string.IsNullOrWhiteSpace(modelPath))
+            return Task.FromResult(Load(ops!, modelPath!, layerDiffuse!, vaeOps, ownsOps, progress, cancellationToken)); // throws
+        return Task.Run(() => Load(ops, modelPath, layerDiffuse, vaeOps, ownsOps, progress, cancellationToken), cancellationToken);
+    }
+
+    static LayerFusionPipeline LoadCore(IOps ops, string modelPath, LayerDiffuseFiles layerDiffuse, IOps? vaeOps, bool ownsOps,
+        IProgress<LayerFusionProgress>? progress, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
         var checkpoint = Checkpoint.Open(modelPath);
         SdxlPipeline? sdxl = null;
         TransparentDecoderFile? decoder = null;
@@ -125,9 +188,21 @@ public sealed partial class LayerFusionPipeline : IDisposable
         {
             var offsets = LayerDiffuseAttention.Load(layerDiffuse.Attention, checkpoint.Unet.Config);
             var merged = LayerDiffuseAttention.Merge(checkpoint.Unet.Weights, offsets);
-            sdxl = SdxlPipeline.Load(checkpoint, ops, new SdxlPipelineOptions { VaeOps = vaeOps });
             decoder = TransparentDecoderFile.Load(layerDiffuse.TransparentDecoder);
-            return new LayerFusionPipeline(sdxl, merged, decoder);
+            int total = checkpoint.Unet.Weights.Count + checkpoint.Vae.Weights.Count + checkpoint.TextEncoder.Weights.Count
+                + checkpoint.TextEncoder2.Weights.Count + decoder.Tensors.Count;
+            int done = 0;
+            void Uploaded()
+            {
+                ct.ThrowIfCancellationRequested();
+                done++;
+                if (progress is not null && (done % 64 == 0 || done == total)) progress.Report(new LayerFusionProgress(LayerFusionPhase.Load, done, total));
+            }
+            // ownsOps is the LayerFusion pipeline's: SdxlPipeline's Dispose then frees the backends
+            sdxl = SdxlPipeline.Load(checkpoint, ops, new SdxlPipelineOptions { VaeOps = vaeOps }, Uploaded);
+            var pipeline = new LayerFusionPipeline(sdxl, merged, decoder, Uploaded);
+            pipeline._ownsOps = ownsOps;
+            return pipeline;
         }
         catch
         {
@@ -143,34 +218,74 @@ public sealed partial class LayerFusionPipeline : IDisposable
         }
     }
 
-    public Task<LayerFusionResult> GenerateAsync(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
-        CancellationToken cancellationToken = default) =>
-        Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    bool _ownsOps;
 
+    static void DisposeBackends(IOps ops, IOps? vaeOps)
+    {
+        if (vaeOps is not null && !ReferenceEquals(vaeOps, ops)) (vaeOps as IDisposable)?.Dispose();
+        (ops as IDisposable)?.Dispose();
+    }
+
+    /// <summary><see cref="Generate"/> on the thread pool; bad arguments throw here, before a task starts.</summary>
+    public Task<LayerFusionResult> GenerateAsync(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ArgumentNullException.ThrowIfNull(request);
+        request.Validate();
+        return Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    }
+
+    /// <summary>
+    /// Generates one triplet. Generations are serialized; <see cref="Dispose"/> cancels a running one
+    /// (it then throws <see cref="ObjectDisposedException"/>) and waits for it to stop.
+    /// </summary>
     public LayerFusionResult Generate(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ArgumentNullException.ThrowIfNull(request);
         request.Validate();
-        if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
-            throw new UserInputException($"width and height must be multiples of {VaeScaleFactor} for this VAE, got {request.Width}x{request.Height}");
-        _gate.Wait(cancellationToken);
-        try
+        var (height, width) = Sdxl.ResolveSize(request.Width, request.Height);
+        MemoryEstimate.ForTriplet(this, width, height).Require();
+        CancellationTokenSource linked;
+        try { linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _life.Token); }
+        catch (ObjectDisposedException) { throw new ObjectDisposedException(GetType().FullName); }
+        using (linked)
         {
-            return Run(request, progress, cancellationToken);
-        }
-        finally
-        {
-            _gate.Release();
+            try { _gate.Wait(linked.Token); }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed while this generation waited for its turn");
+            }
+            try
+            {
+                ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+                Volatile.Write(ref _runner, Environment.CurrentManagedThreadId);
+                return Run(request with { Width = width, Height = height }, width, height, progress, linked.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) != 0)
+            {
+                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed during this generation");
+            }
+            finally
+            {
+                Volatile.Write(ref _runner, -1);
+                bool release;
+                lock (_life) release = _releaseOnExit;
+                if (release) ReleaseResources();
+                else _gate.Release();
+            }
         }
     }
 
-    LayerFusionResult Run(LayerFusionRequest req, IProgress<LayerFusionProgress>? progress, CancellationToken ct)
+    LayerFusionResult Run(LayerFusionRequest req, int width, int height, IProgress<LayerFusionProgress>? progress, CancellationToken ct)
     {
         var ops = Ops;
         var opt = req.Options;
         var priorSite = opt.ResolvePriorLayer(Unet.AttentionSites);
         string blendPrompt = opt.BlendPromptFor(req.Foreground, req.Background);
-        int lh = req.Height / VaeScaleFactor, lw = req.Width / VaeScaleFactor, lc = Unet.Config.InChannels;
+        int lh = height / VaeScaleFactor, lw = width / VaeScaleFactor, lc = Unet.Config.InChannels;
         int latentSize = lc * lh * lw;
 
         // <EOS> of the FG prompt: the first end-of-text id in CLIP-L's ids (padding repeats it after)
@@ -189,7 +304,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
         var encs = new[] { fgEnc, blEnc, bgEnc };
         using var ehs = ops.Concat(encs.SelectMany(e => new[] { e.Negative.PromptEmbeds, e.Positive.PromptEmbeds }).ToArray(), 0);
         using var pooled = ops.Concat(encs.SelectMany(e => new[] { e.Negative.PooledPromptEmbeds, e.Positive.PooledPromptEmbeds }).ToArray(), 0);
-        var timeIds = SdxlTimeIds.ForSize(req.Height, req.Width);
+        var timeIds = SdxlTimeIds.ForSize(height, width);
         var timeIds6 = SdxlTimeIds.Repeat(timeIds, TripletLayout.Rows);
 
         var schedulers = new IScheduler[TripletLayout.Streams];
@@ -228,7 +343,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
         LastLatents = latents.Select(l => (float[])l.Clone()).ToArray();
 
         ct.ThrowIfCancellationRequested();
-        progress?.Report(new LayerFusionProgress("decode", 0, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 0, 3));
         var images = Decode(latents, lh, lw, req.Options.TransparentAugment, progress, ct);
         var parameters = new Dictionary<string, string>
         {
@@ -239,7 +354,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
             ["layerfusion:steps"] = req.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["layerfusion:cfg"] = req.GuidanceScale.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             ["layerfusion:seed"] = req.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["layerfusion:size"] = $"{req.Width}x{req.Height}",
+            ["layerfusion:size"] = $"{width}x{height}",
             ["layerfusion:sampler"] = schedulers[0].Name,
             ["layerfusion:options"] = $"sharing={opt.Sharing} exclusion={opt.Exclusion} d={opt.D.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} " +
                 $"blend_self={opt.BlendSelfAttention} blend_cross={opt.BlendCrossAttention} blend_cross_reads_bg={opt.BlendCrossReadsBackgroundPrompt} prior_layer={priorSite.Path} augment={opt.TransparentAugment}",
@@ -273,10 +388,10 @@ public sealed partial class LayerFusionPipeline : IDisposable
             return px;
         }
         var bgPx = VaeDecode(latents[TripletLayout.Background]);
-        progress?.Report(new LayerFusionProgress("decode", 1, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 1, 3));
         ct.ThrowIfCancellationRequested();
         var blendPx = VaeDecode(latents[TripletLayout.Blend]);
-        progress?.Report(new LayerFusionProgress("decode", 2, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 2, 3));
         ct.ThrowIfCancellationRequested();
         var fgPx = VaeDecode(latents[TripletLayout.Foreground]);
         float[] fgLatent;
@@ -296,7 +411,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
             rgba = Crop(ops.ToHost(y), 4, ph, pw, h, w);
             FiniteCheck.Require(rgba, "transparent decoder", "in the foreground's alpha and colors");
         }
-        progress?.Report(new LayerFusionProgress("decode", 3, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 3, 3));
         int plane = h * w;
         var alpha = rgba.AsSpan(0, plane);
         var fgRgb = rgba.AsSpan(plane, 3 * plane);
@@ -336,9 +451,28 @@ public sealed partial class LayerFusionPipeline : IDisposable
         return r;
     }
 
+    /// <summary>
+    /// Cancels a running generation and waits for it to stop (on a GPU its kernels must not outlive
+    /// the weights), then frees the weights (and the backends when the pipeline owns them). Called from
+    /// the generation's own progress callback, it cancels and the generation frees them on its way out.
+    /// </summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _life.Cancel();
+        if (Volatile.Read(ref _runner) == Environment.CurrentManagedThreadId)
+        {
+            lock (_life) _releaseOnExit = true;
+            return;
+        }
+        _gate.Wait();
+        ReleaseResources();
+    }
+
+    void ReleaseResources()
+    {
+        // The gate stays taken: every later Generate sees _disposed first.
         Sdxl.Dispose();
-        _gate.Dispose();
+        if (_ownsOps) DisposeBackends(Sdxl.Ops, Sdxl.Vae.Ops);
     }
 }

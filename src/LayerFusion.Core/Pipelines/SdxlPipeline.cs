@@ -24,6 +24,8 @@ public sealed record SdxlPipelineOptions
     /// <summary>The backend the VAE runs on, when it differs from the UNet's: SDXL's VAE overflows in
     /// fp16, so a GPU backend decodes on an fp32 or bf16 instance (DESIGN.md §4). Null: the same backend.</summary>
     public IOps? VaeOps { get; init; }
+    /// <summary>Dispose the backend(s) (<see cref="SdxlPipeline.Ops"/>, <see cref="VaeOps"/>) with the pipeline, and when loading fails.</summary>
+    public bool OwnsOps { get; init; }
 }
 
 /// <summary>
@@ -36,8 +38,12 @@ public sealed record SdxlPipelineOptions
 /// </summary>
 public sealed class SdxlPipeline : IDisposable
 {
-    readonly object _gate = new();
+    readonly SemaphoreSlim _gate = new(1, 1);
     readonly Checkpoint? _owned;
+    readonly CancellationTokenSource _life = new();
+    int _disposed;
+    int _runner = -1;
+    bool _releaseOnExit, _ownsOps;
 
     SdxlPipeline(IOps ops, SdxlTextConditioning text, UNet2DConditionModel unet, AutoencoderKL vae,
         WeightsLoader.Configs.SchedulerConfig scheduler, string source, Checkpoint? owned)
@@ -72,10 +78,26 @@ public sealed class SdxlPipeline : IDisposable
     public static SdxlPipeline Open(string path, IOps ops, SdxlPipelineOptions? options = null, CheckpointOptions? checkpointOptions = null)
     {
         options ??= new SdxlPipelineOptions();
-        var checkpoint = Checkpoint.Open(path, checkpointOptions);
         try
         {
-            var pipeline = Load(checkpoint, ops, options, owned: !options.PreloadWeights);
+            ArgumentNullException.ThrowIfNull(ops);
+            ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        }
+        catch when (options.OwnsOps)
+        {
+            DisposeBackends(ops, options.VaeOps);
+            throw;
+        }
+        Checkpoint checkpoint;
+        try { checkpoint = Checkpoint.Open(path, checkpointOptions); }
+        catch when (options.OwnsOps)
+        {
+            DisposeBackends(ops, options.VaeOps);
+            throw;
+        }
+        try
+        {
+            var pipeline = Load(checkpoint, ops, options, owned: !options.PreloadWeights, uploaded: null);
             if (options.PreloadWeights) checkpoint.Dispose();
             return pipeline;
         }
@@ -92,9 +114,35 @@ public sealed class SdxlPipeline : IDisposable
     /// caller may dispose the checkpoint afterwards; otherwise it must outlive the pipeline.
     /// </summary>
     public static SdxlPipeline Load(Checkpoint checkpoint, IOps ops, SdxlPipelineOptions? options = null) =>
-        Load(checkpoint, ops, options ?? new SdxlPipelineOptions(), owned: false);
+        Load(checkpoint, ops, options ?? new SdxlPipelineOptions(), owned: false, uploaded: null);
 
-    static SdxlPipeline Load(Checkpoint checkpoint, IOps ops, SdxlPipelineOptions options, bool owned)
+    /// <summary>For pipelines built on this one: <paramref name="uploaded"/> runs after each weight upload
+    /// (progress, and cancellation by throwing).</summary>
+    internal static SdxlPipeline Load(Checkpoint checkpoint, IOps ops, SdxlPipelineOptions options, Action uploaded) =>
+        Load(checkpoint, ops, options, owned: false, uploaded);
+
+    static SdxlPipeline Load(Checkpoint checkpoint, IOps ops, SdxlPipelineOptions options, bool owned, Action? uploaded)
+    {
+        try
+        {
+            var p = LoadCore(checkpoint, ops, options, owned, uploaded);
+            p._ownsOps = options.OwnsOps;
+            return p;
+        }
+        catch when (options.OwnsOps)
+        {
+            DisposeBackends(ops, options.VaeOps);
+            throw;
+        }
+    }
+
+    static void DisposeBackends(IOps? ops, IOps? vaeOps)
+    {
+        if (vaeOps is not null && !ReferenceEquals(vaeOps, ops)) (vaeOps as IDisposable)?.Dispose();
+        (ops as IDisposable)?.Dispose();
+    }
+
+    static SdxlPipeline LoadCore(Checkpoint checkpoint, IOps ops, SdxlPipelineOptions options, bool owned, Action? uploaded)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(ops);
@@ -128,7 +176,10 @@ public sealed class SdxlPipeline : IDisposable
             foreach (var (store, component) in new[] { (unetStore, checkpoint.Unet), (vaeStore, (ModelComponent)checkpoint.Vae),
                          (te1Store, checkpoint.TextEncoder), (te2Store, checkpoint.TextEncoder2) })
                 foreach (var name in component.Weights.Keys)
+                {
                     _ = store[name];
+                    uploaded?.Invoke();
+                }
         }
         return new SdxlPipeline(ops, text, unet, vae, checkpoint.Scheduler, checkpoint.SourcePath, owned ? checkpoint : null);
     }
@@ -279,15 +330,15 @@ public sealed class SdxlPipeline : IDisposable
     /// </summary>
     public SdxlResult Generate(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         ArgumentNullException.ThrowIfNull(request);
-        ResolveSize(request.Width, request.Height);
-        lock (_gate)
+        Validate(request);
+        return Serialized(cancellationToken, ct =>
         {
-            cancellationToken.ThrowIfCancellationRequested();
             using var encoding = EncodePrompt(request.Prompt, request.NegativePrompt, request.Prompt2, request.NegativePrompt2, request.ClipSkip);
             FiniteCheck.Require(encoding, "request's");
-            return Generate(request, encoding, progress, cancellationToken);
-        }
+            return GenerateCore(request, encoding, progress, ct);
+        });
     }
 
     /// <summary>
@@ -298,19 +349,67 @@ public sealed class SdxlPipeline : IDisposable
     public SdxlResult Generate(SdxlRequest request, SdxlTextEncoding encoding, IProgress<StepProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(encoding);
+        Validate(request);
+        return Serialized(cancellationToken, ct => GenerateCore(request, encoding, progress, ct));
+    }
+
+    void Validate(SdxlRequest request)
+    {
+        if (request.Prompt is null) throw new ArgumentNullException(nameof(request), "the request's Prompt is null");
         var (height, width) = ResolveSize(request.Width, request.Height);
-        if (request.Steps < 1) throw new UserInputException($"steps must be at least 1, got {request.Steps}");
-        if (request.NumImages < 1) throw new UserInputException($"the number of images must be at least 1, got {request.NumImages}");
+        if (request.Steps < 1 || request.Steps > 1000) throw new UserInputException($"steps must be 1..1000, got {request.Steps}");
+        if (request.NumImages < 1 || request.NumImages > 64) throw new UserInputException($"the number of images must be 1..64, got {request.NumImages}");
         if (!float.IsFinite(request.GuidanceScale)) throw new UserInputException($"guidance scale must be a finite number, got {request.GuidanceScale}");
+        if (request.ClipSkip < 0) throw new UserInputException($"clip skip must be >= 0, got {request.ClipSkip}");
+        MemoryEstimate.ForSdxl(this, width, height, request.NumImages, UsesGuidance(request.GuidanceScale)).Require();
+    }
+
+    /// <summary>One generation at a time; <see cref="Dispose"/> cancels the running one and waits for it.</summary>
+    T Serialized<T>(CancellationToken cancellationToken, Func<CancellationToken, T> run)
+    {
+        CancellationTokenSource linked;
+        try { linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _life.Token); }
+        catch (ObjectDisposedException) { throw new ObjectDisposedException(GetType().FullName); }
+        using (linked)
+        {
+            try { _gate.Wait(linked.Token); }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed while this generation waited for its turn");
+            }
+            try
+            {
+                ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+                Volatile.Write(ref _runner, Environment.CurrentManagedThreadId);
+                return run(linked.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) != 0)
+            {
+                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed during this generation");
+            }
+            finally
+            {
+                Volatile.Write(ref _runner, -1);
+                bool release;
+                lock (_life) release = _releaseOnExit;
+                if (release) ReleaseResources();
+                else _gate.Release();
+            }
+        }
+    }
+
+    SdxlResult GenerateCore(SdxlRequest request, SdxlTextEncoding encoding, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    {
+        var (height, width) = ResolveSize(request.Width, request.Height);
         var scheduler = CreateScheduler(request.Sampler);
         int n = request.NumImages, lh = height / VaeScaleFactor, lw = width / VaeScaleFactor;
         long latentCount = (long)n * LatentChannels * lh * lw;
         if (request.InitialNoise is { } given && given.Length != latentCount)
             throw new UserInputException($"initial noise has {given.Length} values; {n} x {LatentChannels} x {lh} x {lw} = {latentCount} are needed");
 
-        lock (_gate)
         {
             cancellationToken.ThrowIfCancellationRequested();
             scheduler.SetTimesteps(request.Steps);
@@ -417,9 +516,36 @@ public sealed class SdxlPipeline : IDisposable
     }
 
     /// <summary><see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> on the thread pool.</summary>
-    public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default) =>
-        Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        // bad arguments throw here, before a task starts
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ArgumentNullException.ThrowIfNull(request);
+        Validate(request);
+        return Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
+    }
 
-    /// <summary>Closes the checkpoint when this pipeline opened it without preloading.</summary>
-    public void Dispose() => _owned?.Dispose();
+    /// <summary>
+    /// Cancels a running generation and waits for it to stop, then closes the checkpoint (when this
+    /// pipeline opened it without preloading) and the backends (when it owns them). Called from the
+    /// generation's own progress callback, it cancels and the generation releases on its way out.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _life.Cancel();
+        if (Volatile.Read(ref _runner) == Environment.CurrentManagedThreadId)
+        {
+            lock (_life) _releaseOnExit = true;
+            return;
+        }
+        _gate.Wait();
+        ReleaseResources();
+    }
+
+    void ReleaseResources()
+    {
+        _owned?.Dispose();
+        if (_ownsOps) DisposeBackends(Ops, Vae.Ops);
+    }
 }

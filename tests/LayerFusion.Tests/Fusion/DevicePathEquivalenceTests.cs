@@ -123,11 +123,12 @@ public sealed class DevicePathEquivalenceTests(TinyLayerFusionModel model) : ICl
     public void NoHostTransferBetweenTheFirstAndTheLastStep(string sampler)
     {
         var ops = new LifetimeCheckingOps(new CpuBackend());
-        using var pipe = LayerFusionPipeline.Load(ops, model.Dir, new LayerDiffuseFiles(model.Files.DenseAttention, model.Files.TransparentDecoder));
+        using var pipe = LayerFusionPipeline.Load(ops, model.Dir, new LayerDiffuseFiles(model.Files.DenseAttention, model.Files.TransparentDecoder),
+            cancellationToken: TestContext.Current.CancellationToken);
         var marks = new List<(int Step, (int FromHost, int ToHost, int Uploads, int ScalarUploads) Transfers)>();
         var progress = new SyncProgress(p =>
         {
-            if (p.Phase == "denoise") marks.Add((p.Step, ops.Transfers));
+            if (p.Phase == LayerFusionPhase.Denoise) marks.Add((p.Step, ops.Transfers));
         });
         int steps = 4;
         pipe.Generate(Request(new LayerFusionOptions(), sampler, steps: steps), progress, TestContext.Current.CancellationToken);

@@ -74,9 +74,9 @@ public sealed class LayerFusionPipelineTests(TinyLayerFusionModel model) : IClas
         Assert.True(alpha.Distinct().Count() > 1, "alpha is flat");
         Assert.False(a.Background.Pixels.AsSpan().SequenceEqual(a.Blend.Pixels), "BLEND equals BG");
 
-        Assert.Equal(new[] { 1, 2 }, reports.Where(r => r.Phase == "denoise").Select(r => r.Step));
-        Assert.All(reports.Where(r => r.Phase == "denoise"), r => Assert.Equal(2, r.Steps));
-        Assert.Contains(reports, r => r.Phase == "decode" && r.Step == 3);
+        Assert.Equal(new[] { 1, 2 }, reports.Where(r => r.Phase == LayerFusionPhase.Denoise).Select(r => r.Step));
+        Assert.All(reports.Where(r => r.Phase == LayerFusionPhase.Denoise), r => Assert.Equal(2, r.Steps));
+        Assert.Contains(reports, r => r.Phase == LayerFusionPhase.Decode && r.Step == 3);
 
         // priors at the step closest to t = 0.8T
         var d = a.Priors!;
@@ -170,7 +170,7 @@ public sealed class LayerFusionPipelineTests(TinyLayerFusionModel model) : IClas
     {
         using var pipe = model.Load();
         using var cts = new CancellationTokenSource();
-        var progress = new SyncProgress(p => { if (p.Phase == "denoise") cts.Cancel(); });
+        var progress = new SyncProgress(p => { if (p.Phase == LayerFusionPhase.Denoise) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pipe.GenerateAsync(Request(32, 24), progress, cts.Token));
         Assert.Throws<UserInputException>(() => pipe.Generate(Request(70, 56), null, TestContext.Current.CancellationToken));
     }

@@ -1,4 +1,6 @@
+using LayerFusion.Core.Fusion;
 using LayerFusion.Core.Pipelines;
+using LayerFusion.Tests.Fusion;
 using LayerFusion.Tests.Checkpoints;
 using LayerFusion.WeightsLoader;
 using LayerFusion.WeightsLoader.Checkpoints;
@@ -46,6 +48,28 @@ public class NonFiniteTests
         Assert.Equal(blamed, e.Component);
         Assert.StartsWith($"the {blamed} produced non-finite values", e.Message);
         Assert.IsAssignableFrom<UserInputException>(e); // the CLI's one-line error, exit 2
+    }
+
+    [Fact]
+    public void ANonFiniteTransparentDecoderIsNamed()
+    {
+        using var model = new TinyLayerFusionModel();
+        string file = model.Files.TransparentDecoder;
+        List<WeightTensor> tensors;
+        IReadOnlyDictionary<string, string> meta;
+        using (var f = SafeTensorsFile.Open(file))
+        {
+            meta = new Dictionary<string, string>(f.Metadata);
+            tensors = f.Tensors.Select(t => t.Name == "conv_out.bias"
+                ? ArrayWeightTensor.FromFloat32(t.Name, t.Shape, Enumerable.Repeat(float.NaN, (int)t.ElementCount).ToArray(), t.DType)
+                : (WeightTensor)new ArrayWeightTensor(t.Name, t.DType, t.Shape, t.Bytes.ToArray())).ToList();
+        }
+        SafeTensorsWriter.Write(file, tensors, meta);
+        using var pipe = LayerFusionPipeline.Load(new CpuBackend(), model.Dir, new LayerDiffuseFiles(model.Files.DenseAttention, file),
+            cancellationToken: TestContext.Current.CancellationToken);
+        var e = Assert.Throws<NonFiniteOutputException>(() => pipe.Generate(
+            new LayerFusionRequest { Foreground = "a cup", Background = "a desk", Steps = 1, Width = 32, Height = 24 }, null, TestContext.Current.CancellationToken));
+        Assert.Equal("transparent decoder", e.Component);
     }
 
     [Fact]

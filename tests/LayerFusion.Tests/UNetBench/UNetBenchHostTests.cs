@@ -137,7 +137,7 @@ public class UNetBenchHostTests
         foreach (var c in new[] { "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder_2/model.safetensors" })
             Assert.Equal(File.ReadAllBytes(Path.Combine(reference, c)), File.ReadAllBytes(Path.Combine(dir, c)));
 
-        using var lf = LayerFusionPipeline.Load(new CpuBackend(), dir, new LayerDiffuseFiles(files.Attention, files.TransparentDecoder));
+        using var lf = LayerFusionPipeline.Load(new CpuBackend(), dir, new LayerDiffuseFiles(files.Attention, files.TransparentDecoder), cancellationToken: TestContext.Current.CancellationToken);
         var result = lf.Generate(new LayerFusionRequest { Foreground = "a red apple", Background = "a table", Steps = 1, Width = 64, Height = 64, Seed = 3 }, cancellationToken: TestContext.Current.CancellationToken);
         Assert.Equal(64, result.Foreground.Width);
         // the LayerDiffuse offsets really change the FG attention weights (nonzero, about a tenth of the weight scale)
