@@ -58,7 +58,8 @@ public sealed class EmulatedCuda
         if (Active) return;
         var why = Reason.Length > 0 ? Reason : "a real CUDA driver (or LAYERFUSION_CUDA_LIB_DIR/LAYERFUSION_LIBCUDA) is in use";
         var message = $"the stand-in CUDA libraries are not in use: {why}; install g++ >= 12 to run the CUDA tests on the emulated device";
-        if (Environment.GetEnvironmentVariable("CI") == "true" && Reason.Length > 0) Assert.Fail(message);
+        // the stand-ins failed to build (a prerequisite): CI=true fails; a real driver in use just skips
+        if (Reason.Length > 0) LayerFusion.Tests.TestSupport.Requires.That(false, message);
         Assert.Skip(message);
     }
 
