@@ -429,9 +429,16 @@ public sealed class SdxlPipeline : IDisposable
             using var device = HostReferenceLoop ? null : DeviceSampler.TryCreate(scheduler, SchedulerConfig);
             if (device is not null)
             {
+                var initial = latents;
                 latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, progress, clock, cancellationToken);
-                // read back once at the end: the device loop's cheap non-finite check
-                FiniteCheck.Require(latents, "denoising loop (unet and sampler)", $"after {scheduler.StepCount} steps");
+                // read back once at the end: the device loop's cheap non-finite check. Only on failure,
+                // one host-checked UNet call on the first step's input says whether the UNet is to blame.
+                if (latents.Any(v => !float.IsFinite(v)))
+                {
+                    FiniteCheck.Require(PredictNoise(scheduler, 0, initial, lh, lw, conditioning, request.GuidanceScale), "unet",
+                        $"at denoising step 1 of {scheduler.StepCount}");
+                    FiniteCheck.Require(latents, "denoising loop (unet and sampler)", $"after {scheduler.StepCount} steps");
+                }
             }
             else
                 for (int i = 0; i < scheduler.StepCount; i++)
