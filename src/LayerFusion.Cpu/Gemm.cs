@@ -102,6 +102,9 @@ internal static class Gemm
                         int ic = mb * MC, mc = Math.Min(MC, m - ic);
                         int jp0 = ng * panelsPerGroup, jp1 = Math.Min(panels, jp0 + panelsPerGroup);
                         var aPack = ArrayPool<float>.Shared.Rent(RoundUp(mc, MR) * kc);
+                        // edge tiles go through this buffer; one per task, not per micro-kernel call
+                        // (a stackalloc in the kernel is zero-initialized on every call: 3x slower UNet)
+                        float* edge = stackalloc float[12 * 32];
                         try
                         {
                             PackA(a, aOff, lda, ic, mc, pc, kc, MR, aPack);
@@ -119,9 +122,9 @@ internal static class Gemm
                                             int mr = Math.Min(MR, mc - ir);
                                             float* cTile = cp + cOff + (long)(ic + ir) * ldc + j;
                                             if (wide) Kernel12x32(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
-                                                first, last, alpha, biasP == null ? null : biasP + j);
+                                                first, last, alpha, biasP == null ? null : biasP + j, edge);
                                             else Kernel6x16(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
-                                                first, last, alpha, biasP == null ? null : biasP + j);
+                                                first, last, alpha, biasP == null ? null : biasP + j, edge);
                                         }
                                     }
                                 }
@@ -232,7 +235,7 @@ internal static class Gemm
     /// on the last K block also scaled by alpha and offset by bias[j].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        bool first, bool last, float alpha, float* bias)
+        bool first, bool last, float alpha, float* bias, float* edge)
     {
         const int MR = 6, NR = 16;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -249,7 +252,21 @@ internal static class Gemm
             av = Vector256.Create(a[5]); c50 = Fmadd(av, b0, c50); c51 = Fmadd(av, b1, c51);
             a += MR; b += NR;
         }
-        float* tile = stackalloc float[MR * NR];
+        if (mr == MR && nr == NR)
+        {
+            var al = Vector256.Create(alpha);
+            Vector256<float> b0v = default, b1v = default;
+            bool hasBias = last && bias != null;
+            if (hasBias) { b0v = Vector256.Load(bias); b1v = Vector256.Load(bias + 8); }
+            Emit(c00, c01, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c10, c11, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c20, c21, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c30, c31, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c40, c41, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c50, c51, c, first, last, al, hasBias, b0v, b1v);
+            return;
+        }
+        float* tile = edge;
         c00.Store(tile); c01.Store(tile + 8);
         c10.Store(tile + 16); c11.Store(tile + 24);
         c20.Store(tile + 32); c21.Store(tile + 40);
@@ -265,7 +282,7 @@ internal static class Gemm
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Kernel12x32(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        bool first, bool last, float alpha, float* bias)
+        bool first, bool last, float alpha, float* bias, float* edge)
     {
         const int MR = 12, NR = 32;
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -290,7 +307,28 @@ internal static class Gemm
             av = Vector512.Create(a[11]); d50 = Fmadd(av, b0, d50); d51 = Fmadd(av, b1, d51);
             a += MR; b += NR;
         }
-        float* tile = stackalloc float[MR * NR];
+        if (mr == MR && nr == NR)
+        {
+            // full tile: straight from the registers into C
+            var al = Vector512.Create(alpha);
+            Vector512<float> b0v = default, b1v = default;
+            bool hasBias = last && bias != null;
+            if (hasBias) { b0v = Vector512.Load(bias); b1v = Vector512.Load(bias + 16); }
+            Emit(c00, c01, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c10, c11, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c20, c21, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c30, c31, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c40, c41, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c50, c51, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d00, d01, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d10, d11, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d20, d21, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d30, d31, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d40, d41, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d50, d51, c, first, last, al, hasBias, b0v, b1v);
+            return;
+        }
+        float* tile = edge;
         c00.Store(tile); c01.Store(tile + 16); c10.Store(tile + 32); c11.Store(tile + 48);
         c20.Store(tile + 64); c21.Store(tile + 80); c30.Store(tile + 96); c31.Store(tile + 112);
         c40.Store(tile + 128); c41.Store(tile + 144); c50.Store(tile + 160); c51.Store(tile + 176);
@@ -298,6 +336,33 @@ internal static class Gemm
         d20.Store(tile + 256); d21.Store(tile + 272); d30.Store(tile + 288); d31.Store(tile + 304);
         d40.Store(tile + 320); d41.Store(tile + 336); d50.Store(tile + 352); d51.Store(tile + 368);
         StoreTile(tile, NR, c, ldc, mr, nr, first, last, alpha, bias);
+    }
+
+    /// <summary>One full row of a 12 x 32 tile: C[0:32] = (first ? 0 : C) + acc, then on the last K block alpha * . + bias.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Emit(Vector512<float> v0, Vector512<float> v1, float* c, bool first, bool last, Vector512<float> alpha,
+        bool hasBias, Vector512<float> b0, Vector512<float> b1)
+    {
+        if (!first) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
+        if (last)
+        {
+            v0 *= alpha; v1 *= alpha;
+            if (hasBias) { v0 += b0; v1 += b1; }
+        }
+        v0.Store(c); v1.Store(c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Emit(Vector256<float> v0, Vector256<float> v1, float* c, bool first, bool last, Vector256<float> alpha,
+        bool hasBias, Vector256<float> b0, Vector256<float> b1)
+    {
+        if (!first) { v0 += Vector256.Load(c); v1 += Vector256.Load(c + 8); }
+        if (last)
+        {
+            v0 *= alpha; v1 *= alpha;
+            if (hasBias) { v0 += b0; v1 += b1; }
+        }
+        v0.Store(c); v1.Store(c + 8);
     }
 
     /// <summary>C[r, j] = (first ? 0 : C[r, j]) + tile[r, j], then on the last K block alpha * . + bias[j].</summary>
