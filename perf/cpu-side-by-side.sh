@@ -21,7 +21,11 @@ mkdir -p "$OUT"
 note_load() { echo "$1 $(date -u +%FT%TZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg) free_gib $(free -g | awk '/Mem:/{print $7}')" | tee -a "$OUT/load.log"; }
 
 dotnet build perf/cpu -c Release -v q -nologo | grep -E "error|Warn|Error" || true
-BIN=perf/cpu/bin/Release/net10.0/LayerFusion.Perf.Cpu.dll
+# run from a copy, so that rebuilding the worktree meanwhile cannot replace the assemblies under a running benchmark
+BINDIR=$(mktemp -d /tmp/lf-cpu-sbs-bin.XXXXXX)
+cp -r perf/cpu/bin/Release/net10.0/. "$BINDIR"
+trap 'rm -rf "$BINDIR"' EXIT
+BIN=$BINDIR/LayerFusion.Perf.Cpu.dll
 lscpu > "$OUT/lscpu.txt"
 $PY -c "import torch; print(torch.__version__); print(torch.__config__.show())" > "$OUT/torch-config.txt" 2>&1
 OPENBLAS_VERBOSE=2 $PY -c "import torch; torch.ones(64,64) @ torch.ones(64,64)" 2>&1 | grep -i core >> "$OUT/torch-config.txt" || true

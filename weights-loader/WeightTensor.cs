@@ -29,6 +29,14 @@ public abstract class WeightTensor
 
     public int[] ShapeInt32 => Shape.Select(d => checked((int)d)).ToArray();
 
+    /// <summary>
+    /// Says the bytes will not be read again soon (a backend has its own copy now): a memory-mapped
+    /// tensor drops its pages from the process's resident set, so the checkpoint does not stay
+    /// resident beside the uploaded weights; reading <see cref="Bytes"/> later still works (the pages
+    /// come back from the file). No-op for tensors held in memory.
+    /// </summary>
+    public virtual void ReleaseResidentPages() { }
+
     /// <summary>Values widened/narrowed to fp32 (F16, BF16, F32, F64 only).</summary>
     public float[] ToFloat32()
     {

@@ -67,8 +67,28 @@ internal static class Gemm
         else Parallel.For(0, m, po, Row);
     }
 
-    internal static unsafe void Blocked(ParallelOptions po, int m, int n, int k,
+    /// <summary>Packs op(B)[pc:pc+kc, j0:j0+nr] into dst[dstOff + p * NR + j], zero for nr &lt;= j &lt; NR.</summary>
+    internal delegate void BPacker(int pc, int kc, int j0, int nr, int NR, float[] dst, int dstOff);
+
+    internal static void Blocked(ParallelOptions po, int m, int n, int k,
         float[] a, int aOff, int lda, float[] b, int bOff, int ldb, bool transB,
+        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide) =>
+        Blocked(po, m, n, k, a, aOff, lda, (pc, kc, j0, nr, NR, dst, d) => PackB(b, bOff, ldb, transB, pc, kc, j0, nr, NR, dst, d),
+            c, cOff, ldc, alpha, bias, biasOff, wide);
+
+    /// <summary>C = alpha * A @ B (+ bias) where B exists only through <paramref name="packB"/> (implicit GEMM:
+    /// a convolution packs its input patches straight from the image, no im2col matrix).</summary>
+    internal static void Run(ParallelOptions po, int m, int n, int k, float[] a, int aOff, int lda, BPacker packB,
+        float[] c, int cOff, int ldc)
+    {
+        if (m == 0 || n == 0) return;
+        if (!BlockedAvailable) throw new PlatformNotSupportedException("implicit GEMM needs 256-bit vectors");
+        if (k == 0) { for (int i = 0; i < m; i++) Array.Clear(c, cOff + i * ldc, n); return; }
+        Blocked(po, m, n, k, a, aOff, lda, packB, c, cOff, ldc, 1f, null, 0, Wide);
+    }
+
+    internal static unsafe void Blocked(ParallelOptions po, int m, int n, int k,
+        float[] a, int aOff, int lda, BPacker packB,
         float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide)
     {
         int MR = wide ? 12 : 6, NR = wide ? 32 : 16;
@@ -87,7 +107,7 @@ internal static class Gemm
                     bool first = pc == 0, last = pc + kc == k;
                     // pack B[pc:pc+kc, jc:jc+nc] into NR-wide micro-panels, zero-padding the last one
                     ForRange(po, dop, panels, (long)kc * NR, jp =>
-                        PackB(b, bOff, ldb, transB, pc, kc, jc + jp * NR, Math.Min(NR, nc - jp * NR), NR, bPack, jp * kc * NR));
+                        packB(pc, kc, jc + jp * NR, Math.Min(NR, nc - jp * NR), NR, bPack, jp * kc * NR));
 
                     int mBlocks = (m + MC - 1) / MC;
                     // split N too when there are fewer M blocks than threads (few tokens, few channels)

@@ -149,6 +149,23 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return new ReadOnlySpan<byte>(_base + offset, length);
     }
 
+    /// <summary>madvise(MADV_DONTNEED) over the whole pages inside [offset, offset + length): they leave the
+    /// resident set and are read back from the file on the next access (the mapping is read-only, so
+    /// nothing is lost). Linux only; elsewhere a no-op.</summary>
+    void ReleasePages(long offset, int length)
+    {
+        if (!OperatingSystem.IsLinux() || Volatile.Read(ref _disposed) != 0 || length <= 0) return;
+        long page = Environment.SystemPageSize;
+        long start = (long)(_base + offset), end = start + length;
+        long first = (start + page - 1) / page * page, last = end / page * page;
+        if (last > first) _ = Madvise((nint)first, (nuint)(last - first), MadvDontNeed);
+    }
+
+    const int MadvDontNeed = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    static extern int Madvise(nint addr, nuint length, int advice);
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
@@ -170,6 +187,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         internal long FileOffset => offset;
 
         public override ReadOnlySpan<byte> Bytes => owner.Slice(offset, length);
+
+        public override void ReleaseResidentPages() => owner.ReleasePages(offset, length);
     }
 }
 
