@@ -30,6 +30,13 @@ lscpu > "$OUT/lscpu.txt"
 $PY -c "import torch; print(torch.__version__); print(torch.__config__.show())" > "$OUT/torch-config.txt" 2>&1
 OPENBLAS_VERBOSE=2 $PY -c "import torch; torch.ones(64,64) @ torch.ones(64,64)" 2>&1 | grep -i core >> "$OUT/torch-config.txt" || true
 
+if [ "${OPS:-1}" != 0 ]; then
+  note_load "ops-ours"
+  dotnet "$BIN" ops --threads "$THREADS" --repeats "$REPEATS" --json "$OUT/ops-ours.json"
+  note_load "ops-torch"
+  $PY perf/torch_cpu_ops.py --threads "$THREADS" --repeats "$REPEATS" --json "$OUT/ops-torch.json"
+  $PY perf/cpu_side_by_side_report.py "$OUT" > "$OUT/report.md"
+fi
 if [ "${UNET:-1}" != 0 ]; then
   dotnet "$BIN" unet-write --dir "$DIR"
   for s in $SIZES; do
@@ -40,13 +47,8 @@ if [ "${UNET:-1}" != 0 ]; then
     note_load "torch-$s"
     $PY perf/torch_cpu_unet.py --dir "$DIR" --size "$s" --threads "$THREADS" --repeats "$REPEATS" \
       --json "$OUT/torch-$s.json" --ours "$OUT/ours-$s.safetensors"
+    $PY perf/cpu_side_by_side_report.py "$OUT" > "$OUT/report.md"  # partial report after each size
   done
-fi
-if [ "${OPS:-1}" != 0 ]; then
-  note_load "ops-ours"
-  dotnet "$BIN" ops --threads "$THREADS" --repeats "$REPEATS" --json "$OUT/ops-ours.json"
-  note_load "ops-torch"
-  $PY perf/torch_cpu_ops.py --threads "$THREADS" --repeats "$REPEATS" --json "$OUT/ops-torch.json"
 fi
 note_load "end"
 $PY perf/cpu_side_by_side_report.py "$OUT" | tee "$OUT/report.md"
