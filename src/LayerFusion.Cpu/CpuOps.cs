@@ -37,7 +37,7 @@ public sealed partial class CpuOps : IOps
         return c;
     }
 
-    CpuTensor New(params int[] shape) => new(this, new float[ShapeUtil.ElementCount(shape)], 0, shape);
+    CpuTensor New(params int[] shape) => CpuTensor.Pooled(this, shape);
 
     static int Prod(ReadOnlySpan<int> s)
     {

@@ -234,6 +234,27 @@ public class ShapeElementwiseTests
     }
 
     [Fact]
+    public void Pooled_outputs_survive_while_a_view_lives_and_come_back_zeroed()
+    {
+        var ops = Ops(1);
+        int n = 1 << 17; // pooled size
+        var x = ops.FromHost(Enumerable.Range(0, n).Select(i => (float)(i % 97) + 1).ToArray(), n);
+        var y = (LayerFusion.Cpu.CpuTensor)ops.Affine(x, 2f);
+        var view = y.Reshape(2, n / 2);
+        y.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => y.Data);
+        // the view keeps the storage: a new output of the same length must not take it over
+        using var z = ops.Affine(x, 3f);
+        var expected = Enumerable.Range(0, n).Select(i => 2f * ((i % 97) + 1)).ToArray();
+        Assert.Equal(expected, ops.ToHost(view));
+        view.Dispose();
+        // now it is free: the next output of that length may reuse it, and Zeros is still all zeros
+        using var zeros = ops.Zeros(n);
+        Assert.All(ops.ToHost(zeros), v => Assert.Equal(0f, v));
+        Assert.Equal(x.Shape, zeros.Shape);
+    }
+
+    [Fact]
     public void Upload_of_a_mapped_fp16_tensor_matches_the_scalar_conversion_and_the_file_stays_readable()
     {
         // long enough for the vectorized path and several whole pages; special values included
