@@ -93,6 +93,33 @@ internal static class Gemm
     {
         int MR = wide ? 12 : 6, NR = wide ? 32 : 16;
         int dop = po.MaxDegreeOfParallelism > 0 ? po.MaxDegreeOfParallelism : Environment.ProcessorCount;
+        if (dop > 1 && (long)m * n * k >= 1L << 18)
+        {
+            // Coarse tasks: each a serial blocked GEMM on a slice of C along the longer of M and N, so
+            // there is no barrier per K block (two per block before: under a shared machine's load a
+            // descheduled worker stalled every block). The slice's duplicate packing (A per N slice,
+            // B per M slice) costs tasks / (its length) of the multiply-adds, under 2% at UNet shapes.
+            bool splitN = n >= m;
+            int unit = splitN ? 4 * NR : MC, dim = splitN ? n : m;
+            int units = (dim + unit - 1) / unit;
+            int tasks = Math.Min(4 * dop, units);
+            if (tasks > 1)
+            {
+                int per = (units + tasks - 1) / tasks * unit;
+                tasks = (dim + per - 1) / per;
+                var serial = new ParallelOptions { MaxDegreeOfParallelism = 1 };
+                Parallel.For(0, tasks, po, t =>
+                {
+                    int s0 = t * per, len = Math.Min(per, dim - s0);
+                    if (splitN)
+                        Blocked(serial, m, len, k, a, aOff, lda, (pc, kc, j0, nr, nR, dst, d) => packB(pc, kc, s0 + j0, nr, nR, dst, d),
+                            c, cOff + s0, ldc, alpha, bias, biasOff + s0, wide);
+                    else
+                        Blocked(serial, len, n, k, a, aOff + s0 * lda, lda, packB, c, cOff + s0 * ldc, ldc, alpha, bias, biasOff, wide);
+                });
+                return;
+            }
+        }
         int ncMax = Math.Min(NC, RoundUp(n, NR));
         var bPack = ArrayPool<float>.Shared.Rent(KC * ncMax);
         try
