@@ -91,7 +91,16 @@ public sealed partial class CpuOps : IOps
         if (weight.DType == DType.F16 && BitConverter.IsLittleEndian)
         {
             data = GC.AllocateUninitializedArray<float>(checked((int)weight.ElementCount));
-            TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(weight.Bytes), data);
+            // in chunks over the cores: the first touch of the fresh pages (and of the mapped file) is
+            // most of the cost, and the page faults run in parallel
+            const int Chunk = 1 << 18;
+            var w = weight; var dst = data;
+            For((data.Length + Chunk - 1) / Chunk, Chunk, ci =>
+            {
+                int s0 = ci * Chunk, len = Math.Min(Chunk, dst.Length - s0);
+                TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(w.Bytes.Slice(2 * s0, 2 * len)),
+                    dst.AsSpan(s0, len));
+            });
         }
         else data = weight.ToFloat32();
         weight.ReleaseResidentPages();

@@ -259,9 +259,9 @@ public class ShapeElementwiseTests
     {
         // long enough for the vectorized path and several whole pages; special values included
         var r = new Random(17001);
-        var vals = Rand(r, 70000);
+        var vals = Rand(r, 700000); // several conversion chunks, the last one partial
         vals[0] = float.PositiveInfinity; vals[1] = float.NegativeInfinity; vals[2] = float.NaN; vals[3] = 3e-8f; vals[4] = -0f; vals[5] = 65504f;
-        var src = ArrayWeightTensor.FromFloat32("w", [7, 10000], vals, DType.F16);
+        var src = ArrayWeightTensor.FromFloat32("w", [7, 100000], vals, DType.F16);
         var dir = Path.Combine(Path.GetTempPath(), "lf-upload-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
@@ -271,7 +271,7 @@ public class ShapeElementwiseTests
             using var file = LayerFusion.WeightsLoader.SafeTensors.SafeTensorsFile.Open(path);
             var ops = Ops(2);
             var t = ops.Upload(file["w"]);
-            Assert.Equal(new[] { 7, 10000 }, t.Shape);
+            Assert.Equal(new[] { 7, 100000 }, t.Shape);
             Assert.Equal(src.ToFloat32(), ops.ToHost(t));
             // Upload released the mapped pages; the bytes read back from the file unchanged
             Assert.True(src.Bytes.SequenceEqual(file["w"].Bytes));
