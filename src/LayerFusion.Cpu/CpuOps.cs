@@ -31,7 +31,8 @@ public sealed partial class CpuOps : IOps, IBackendMemory
     public int MaxDegreeOfParallelism => _po.MaxDegreeOfParallelism;
     internal ParallelOptions ParallelOptions => _po;
 
-    /// <summary>Floats of im2col buffer per conv band (tests shrink it to exercise banding on small images).</summary>
+    /// <summary>Floats of im2col buffer per conv band, for the small convolutions below the blocked GEMM's
+    /// threshold (larger ones run as an implicit GEMM); tests shrink it to exercise banding.</summary>
     internal int Im2ColBudget { get; init; } = 1 << 22;
 
     // ---- helpers --------------------------------------------------------------------------
@@ -42,7 +43,7 @@ public sealed partial class CpuOps : IOps, IBackendMemory
         return c;
     }
 
-    CpuTensor New(params int[] shape) => new(this, new float[ShapeUtil.ElementCount(shape)], 0, shape);
+    CpuTensor New(params int[] shape) => CpuTensor.Pooled(this, shape);
 
     static int Prod(ReadOnlySpan<int> s)
     {
@@ -85,7 +86,37 @@ public sealed partial class CpuOps : IOps, IBackendMemory
 
     public Tensor Zeros(params int[] shape) => New((int[])shape.Clone());
 
-    public Tensor Upload(WeightTensor weight) => new CpuTensor(this, weight.ToFloat32(), 0, weight.ShapeInt32);
+    /// <summary>fp32 copy of a checkpoint tensor; fp16 widened with F16C (TensorPrimitives), 10x the scalar
+    /// loop, read chunk by chunk (file-backed tensors read only each chunk's byte range), so the
+    /// checkpoint is never held whole beside its fp32 copy (peak RSS).</summary>
+    public Tensor Upload(WeightTensor weight)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        var shape = weight.ShapeInt32;
+        float[] data;
+        if (weight.DType == DType.F16 && BitConverter.IsLittleEndian)
+        {
+            data = GC.AllocateUninitializedArray<float>(checked((int)weight.ElementCount));
+            // in chunks over the cores: the first touch of the fresh pages and the reads are most of
+            // the cost, and they run in parallel
+            const int Chunk = 1 << 18;
+            var w = weight; var dst = data;
+            For((data.Length + Chunk - 1) / Chunk, Chunk, ci =>
+            {
+                int s0 = ci * Chunk, len = Math.Min(Chunk, dst.Length - s0);
+                var raw = System.Buffers.ArrayPool<byte>.Shared.Rent(2 * len);
+                try
+                {
+                    w.ReadBytes(2L * s0, raw.AsSpan(0, 2 * len));
+                    TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(raw.AsSpan(0, 2 * len)),
+                        dst.AsSpan(s0, len));
+                }
+                finally { System.Buffers.ArrayPool<byte>.Shared.Return(raw); }
+            });
+        }
+        else data = weight.ToFloat32();
+        return new CpuTensor(this, data, 0, shape);
+    }
 
     // ---- linear algebra -------------------------------------------------------------------
 
@@ -154,6 +185,21 @@ public sealed partial class CpuOps : IOps, IBackendMemory
         var y = New(nB, co, oh, ow);
         int kdim = ci * kh * kw, hw = oh * ow;
         bool direct = kh == 1 && kw == 1 && stride == 1 && padding == 0;
+        if (!direct && Gemm.BlockedAvailable && (long)co * hw * kdim >= Gemm.SmallWork)
+        {
+            // implicit GEMM: the GEMM packs its B panels straight from the image (no im2col matrix:
+            // two fewer passes over 9x the input, the conv3x3 then runs at the GEMM's rate)
+            for (int n = 0; n < nB; n++)
+            {
+                int yOff = n * co * hw, xOff = cx.Offset + n * ci * h * w;
+                var xd = cx.Data;
+                Gemm.Run(_po, co, hw, kdim, cw.Data, cw.Offset, kdim,
+                    (pc, kc, j0, nr, NR, dst, d) => PackPatches(xd, xOff, ci, h, w, kh, kw, stride, padding, ow, pc, kc, j0, nr, NR, dst, d),
+                    y.Data, yOff, hw);
+                if (cb != null) AddChannelBias(y.Data, yOff, co, hw, cb);
+            }
+            return y;
+        }
         // im2col a band of output rows at a time, bounding the column buffer at ~16 MB whatever the image size
         int bandRows = direct ? oh : Math.Clamp(Im2ColBudget / Math.Max(1, kdim * ow), 1, oh);
         float[]? cols = direct ? null : System.Buffers.ArrayPool<float>.Shared.Rent(kdim * bandRows * ow);
@@ -173,16 +219,60 @@ public sealed partial class CpuOps : IOps, IBackendMemory
                         Gemm.Run(_po, co, ncols, kdim, cw.Data, cw.Offset, kdim, cols!, 0, ncols, false, y.Data, yOff + cols0, hw);
                     }
                 }
-                if (cb != null)
-                {
-                    var yd = y.Data; var bd = cb.Data; int bo = cb.Offset;
-                    For(co, hw, o => TensorPrimitives.Add(new ReadOnlySpan<float>(yd, yOff + o * hw, hw), bd[bo + o],
-                        new Span<float>(yd, yOff + o * hw, hw)));
-                }
+                if (cb != null) AddChannelBias(y.Data, yOff, co, hw, cb);
             }
         }
         finally { if (cols != null) System.Buffers.ArrayPool<float>.Shared.Return(cols); }
         return y;
+    }
+
+    void AddChannelBias(float[] yd, int yOff, int co, int hw, CpuTensor cb)
+    {
+        var bd = cb.Data; int bo = cb.Offset;
+        For(co, hw, o => TensorPrimitives.Add(new ReadOnlySpan<float>(yd, yOff + o * hw, hw), bd[bo + o], new Span<float>(yd, yOff + o * hw, hw)));
+    }
+
+    /// <summary>The implicit GEMM's B panel: dst[d + p * NR + j] = patch value of row pc + p = (c, ky, kx) at output
+    /// position j0 + j = (oy, ox), i.e. x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside), zero for j &gt;= nr.
+    /// Runs of one output row are copied (stride 1) with the padded edges cleared.</summary>
+    static void PackPatches(float[] x, int xOff, int ci, int h, int w, int kh, int kw, int stride, int pad, int ow,
+        int pc, int kc, int j0, int nr, int NR, float[] dst, int d)
+    {
+        int taps = kh * kw;
+        for (int p = 0; p < kc; p++)
+        {
+            int r = pc + p, c = r / taps, ky = r / kw % kh, kx = r % kw;
+            int src = xOff + c * h * w;
+            var row = new Span<float>(dst, d + p * NR, NR);
+            int j = 0;
+            while (j < nr)
+            {
+                int col = j0 + j, oy = col / ow, ox = col - oy * ow;
+                int run = Math.Min(nr - j, ow - ox);
+                int iy = oy * stride - pad + ky;
+                var seg = row.Slice(j, run);
+                if ((uint)iy >= (uint)h) seg.Clear();
+                else if (stride == 1)
+                {
+                    int ix0 = ox - pad + kx;
+                    int lo = Math.Clamp(-ix0, 0, run), hi = Math.Clamp(w - ix0, lo, run);
+                    if (lo > 0) seg[..lo].Clear();
+                    if (hi > lo) new ReadOnlySpan<float>(x, src + iy * w + ix0 + lo, hi - lo).CopyTo(seg[lo..]);
+                    if (hi < run) seg[hi..].Clear();
+                }
+                else
+                {
+                    int rowSrc = src + iy * w;
+                    for (int t = 0; t < run; t++)
+                    {
+                        int ix = (ox + t) * stride - pad + kx;
+                        seg[t] = (uint)ix < (uint)w ? x[rowSrc + ix] : 0f;
+                    }
+                }
+                j += run;
+            }
+            if (nr < NR) row[nr..].Clear();
+        }
     }
 
     /// <summary>cols[r, (oy - oy0) * ow + ox] = x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside),

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using LayerFusion.Core.Tensors;
 
 namespace LayerFusion.Cpu;
@@ -5,20 +6,40 @@ namespace LayerFusion.Cpu;
 /// <summary>
 /// A CPU tensor: contiguous row-major fp32 values at <see cref="Offset"/> in <see cref="Data"/>.
 /// Reshape returns a view sharing the array; ops never write into their inputs, so views are safe.
+/// Op outputs own pooled storage: when the last view of it is disposed the array goes back to
+/// <see cref="CpuArrayPool"/> for the next op output of that length (dead activations are reused
+/// instead of piling up until a full GC); tensors never disposed are simply collected.
 /// </summary>
 public sealed class CpuTensor : Tensor
 {
-    internal CpuTensor(CpuOps ops, float[] data, int offset, int[] shape) : base(shape)
+    readonly float[] _data;
+    readonly CpuStorage? _storage;
+    bool _disposed;
+
+    internal CpuTensor(CpuOps ops, float[] data, int offset, int[] shape) : this(ops, data, offset, shape, null) { }
+
+    CpuTensor(CpuOps ops, float[] data, int offset, int[] shape, CpuStorage? storage) : base(shape)
     {
         if (offset < 0 || offset + ElementCount > data.Length)
             throw new ArgumentException($"tensor {ShapeUtil.Format(shape)} at offset {offset} does not fit storage of {data.Length}");
         CpuOps = ops;
-        Data = data;
+        _data = data;
         Offset = offset;
+        _storage = storage;
+    }
+
+    /// <summary>A tensor over a zeroed array from the pool, returned to it when the last view is disposed.</summary>
+    internal static CpuTensor Pooled(CpuOps ops, int[] shape)
+    {
+        long n = ShapeUtil.ElementCount(shape);
+        var data = CpuArrayPool.Rent(checked((int)n));
+        return new CpuTensor(ops, data, 0, shape, CpuArrayPool.Pools(data.Length) ? new CpuStorage(data) : null);
     }
 
     internal CpuOps CpuOps { get; }
-    public float[] Data { get; }
+
+    /// <summary>The storage; a disposed tensor's array may already hold another tensor's values, so it throws.</summary>
+    public float[] Data => _disposed && _storage != null ? throw new ObjectDisposedException(ToString()) : _data;
     public int Offset { get; }
     public int Length => (int)ElementCount;
     public override IOps Ops => CpuOps;
@@ -26,5 +47,75 @@ public sealed class CpuTensor : Tensor
     public Span<float> Span => Data.AsSpan(Offset, Length);
     public ReadOnlySpan<float> ReadOnlySpan => Data.AsSpan(Offset, Length);
 
-    public override Tensor Reshape(params int[] shape) => new CpuTensor(CpuOps, Data, Offset, ShapeUtil.Resolve(shape, ElementCount));
+    public override Tensor Reshape(params int[] shape)
+    {
+        var resolved = ShapeUtil.Resolve(shape, ElementCount);
+        _storage?.AddRef();
+        return new CpuTensor(CpuOps, Data, Offset, resolved, _storage);
+    }
+
+    public override void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            _storage?.Release();
+        }
+        base.Dispose();
+    }
+}
+
+/// <summary>An array shared by a tensor and its views; back to the pool when the last one is disposed.</summary>
+internal sealed class CpuStorage(float[] data)
+{
+    int _refs = 1;
+
+    public void AddRef() => Interlocked.Increment(ref _refs);
+
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) == 0) CpuArrayPool.Return(data);
+    }
+}
+
+/// <summary>
+/// Exact-length free lists of large fp32 arrays (a UNet allocates the same activation sizes over and
+/// over), bounded in total so the pool itself cannot grow without limit. Rented arrays are zeroed,
+/// as a fresh allocation is.
+/// </summary>
+internal static class CpuArrayPool
+{
+    /// <summary>Below this the GC's gen0 handles arrays better than a pool.</summary>
+    internal const int MinLength = 1 << 16;
+    internal static long MaxPooledBytes { get; set; } = 1L << 30;
+
+    static readonly ConcurrentDictionary<int, ConcurrentBag<float[]>> Free = new();
+    static long _pooledBytes;
+
+    internal static bool Pools(int length) => length >= MinLength;
+
+    internal static float[] Rent(int length)
+    {
+        if (!Pools(length)) return new float[length];
+        if (Free.TryGetValue(length, out var bag) && bag.TryTake(out var a))
+        {
+            Interlocked.Add(ref _pooledBytes, -4L * length);
+            Array.Clear(a);
+            return a;
+        }
+        return new float[length];
+    }
+
+    internal static void Return(float[] a)
+    {
+        long bytes = 4L * a.Length;
+        if (Interlocked.Add(ref _pooledBytes, bytes) > MaxPooledBytes)
+        {
+            Interlocked.Add(ref _pooledBytes, -bytes);
+            return; // over the bound: left to the GC
+        }
+        Free.GetOrAdd(a.Length, _ => new ConcurrentBag<float[]>()).Add(a);
+    }
+
+    internal static long PooledBytes => Interlocked.Read(ref _pooledBytes);
 }

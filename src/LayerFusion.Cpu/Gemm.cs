@@ -67,12 +67,59 @@ internal static class Gemm
         else Parallel.For(0, m, po, Row);
     }
 
-    internal static unsafe void Blocked(ParallelOptions po, int m, int n, int k,
+    /// <summary>Packs op(B)[pc:pc+kc, j0:j0+nr] into dst[dstOff + p * NR + j], zero for nr &lt;= j &lt; NR.</summary>
+    internal delegate void BPacker(int pc, int kc, int j0, int nr, int NR, float[] dst, int dstOff);
+
+    internal static void Blocked(ParallelOptions po, int m, int n, int k,
         float[] a, int aOff, int lda, float[] b, int bOff, int ldb, bool transB,
+        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide) =>
+        Blocked(po, m, n, k, a, aOff, lda, (pc, kc, j0, nr, NR, dst, d) => PackB(b, bOff, ldb, transB, pc, kc, j0, nr, NR, dst, d),
+            c, cOff, ldc, alpha, bias, biasOff, wide);
+
+    /// <summary>C = alpha * A @ B (+ bias) where B exists only through <paramref name="packB"/> (implicit GEMM:
+    /// a convolution packs its input patches straight from the image, no im2col matrix).</summary>
+    internal static void Run(ParallelOptions po, int m, int n, int k, float[] a, int aOff, int lda, BPacker packB,
+        float[] c, int cOff, int ldc)
+    {
+        if (m == 0 || n == 0) return;
+        if (!BlockedAvailable) throw new PlatformNotSupportedException("implicit GEMM needs 256-bit vectors");
+        if (k == 0) { for (int i = 0; i < m; i++) Array.Clear(c, cOff + i * ldc, n); return; }
+        Blocked(po, m, n, k, a, aOff, lda, packB, c, cOff, ldc, 1f, null, 0, Wide);
+    }
+
+    internal static unsafe void Blocked(ParallelOptions po, int m, int n, int k,
+        float[] a, int aOff, int lda, BPacker packB,
         float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide)
     {
         int MR = wide ? 12 : 6, NR = wide ? 32 : 16;
         int dop = po.MaxDegreeOfParallelism > 0 ? po.MaxDegreeOfParallelism : Environment.ProcessorCount;
+        if (dop > 1 && (long)m * n * k >= 1L << 18)
+        {
+            // Coarse tasks: each a serial blocked GEMM on a slice of C along the longer of M and N, so
+            // there is no barrier per K block (two per block before: under a shared machine's load a
+            // descheduled worker stalled every block). The slice's duplicate packing (A per N slice,
+            // B per M slice) costs tasks / (its length) of the multiply-adds, under 2% at UNet shapes.
+            bool splitN = n >= m;
+            int unit = splitN ? 4 * NR : MC, dim = splitN ? n : m;
+            int units = (dim + unit - 1) / unit;
+            int tasks = Math.Min(4 * dop, units);
+            if (tasks > 1)
+            {
+                int per = (units + tasks - 1) / tasks * unit;
+                tasks = (dim + per - 1) / per;
+                var serial = new ParallelOptions { MaxDegreeOfParallelism = 1 };
+                Parallel.For(0, tasks, po, t =>
+                {
+                    int s0 = t * per, len = Math.Min(per, dim - s0);
+                    if (splitN)
+                        Blocked(serial, m, len, k, a, aOff, lda, (pc, kc, j0, nr, nR, dst, d) => packB(pc, kc, s0 + j0, nr, nR, dst, d),
+                            c, cOff + s0, ldc, alpha, bias, biasOff + s0, wide);
+                    else
+                        Blocked(serial, len, n, k, a, aOff + s0 * lda, lda, packB, c, cOff + s0 * ldc, ldc, alpha, bias, biasOff, wide);
+                });
+                return;
+            }
+        }
         int ncMax = Math.Min(NC, RoundUp(n, NR));
         var bPack = ArrayPool<float>.Shared.Rent(KC * ncMax);
         try
@@ -87,7 +134,7 @@ internal static class Gemm
                     bool first = pc == 0, last = pc + kc == k;
                     // pack B[pc:pc+kc, jc:jc+nc] into NR-wide micro-panels, zero-padding the last one
                     ForRange(po, dop, panels, (long)kc * NR, jp =>
-                        PackB(b, bOff, ldb, transB, pc, kc, jc + jp * NR, Math.Min(NR, nc - jp * NR), NR, bPack, jp * kc * NR));
+                        packB(pc, kc, jc + jp * NR, Math.Min(NR, nc - jp * NR), NR, bPack, jp * kc * NR));
 
                     int mBlocks = (m + MC - 1) / MC;
                     // split N too when there are fewer M blocks than threads (few tokens, few channels)
@@ -102,6 +149,9 @@ internal static class Gemm
                         int ic = mb * MC, mc = Math.Min(MC, m - ic);
                         int jp0 = ng * panelsPerGroup, jp1 = Math.Min(panels, jp0 + panelsPerGroup);
                         var aPack = ArrayPool<float>.Shared.Rent(RoundUp(mc, MR) * kc);
+                        // edge tiles go through this buffer; one per task, not per micro-kernel call
+                        // (a stackalloc in the kernel is zero-initialized on every call: 3x slower UNet)
+                        float* edge = stackalloc float[12 * 32];
                         try
                         {
                             PackA(a, aOff, lda, ic, mc, pc, kc, MR, aPack);
@@ -119,9 +169,9 @@ internal static class Gemm
                                             int mr = Math.Min(MR, mc - ir);
                                             float* cTile = cp + cOff + (long)(ic + ir) * ldc + j;
                                             if (wide) Kernel12x32(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
-                                                first, last, alpha, biasP == null ? null : biasP + j);
+                                                first, last, alpha, biasP == null ? null : biasP + j, edge);
                                             else Kernel6x16(kc, ap + ir * kc, bp + jp * kc * NR, cTile, ldc, mr, nr,
-                                                first, last, alpha, biasP == null ? null : biasP + j);
+                                                first, last, alpha, biasP == null ? null : biasP + j, edge);
                                         }
                                     }
                                 }
@@ -208,18 +258,36 @@ internal static class Gemm
         }
     }
 
-    /// <summary>A block rows [ic, ic+mc) x cols [pc, pc+kc) as MR-row micro-panels: Ap[ir*kc + k*MR + r], zero-padded rows.</summary>
-    static void PackA(float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, int MR, float[] ap)
+    /// <summary>A block rows [ic, ic+mc) x cols [pc, pc+kc) as MR-row micro-panels: Ap[ir*kc + k*MR + r], zero-padded rows.
+    /// Pointer loop, k outer and the MR rows inner, so the writes run contiguously (the bounds-checked
+    /// scalar version cost up to half the multiply-adds of the attention's P V product, N = 64).</summary>
+    static unsafe void PackA(float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, int MR, float[] ap)
     {
-        for (int ir = 0; ir < mc; ir += MR)
+        if (mc <= 0 || kc <= 0) return;
+        if ((long)aOff + (long)(ic + mc - 1) * lda + pc + kc > a.Length || RoundUp(mc, MR) * kc > ap.Length)
+            throw new ArgumentOutOfRangeException(nameof(a), "PackA block outside its arrays");
+        long* rows = stackalloc long[MR];
+        fixed (float* src = a, dst0 = ap)
         {
-            int mr = Math.Min(MR, mc - ir);
-            int dst = ir * kc;
-            for (int r = 0; r < MR; r++)
+            for (int ir = 0; ir < mc; ir += MR)
             {
-                if (r >= mr) { for (int p = 0; p < kc; p++) ap[dst + p * MR + r] = 0f; continue; }
-                int src = aOff + (ic + ir + r) * lda + pc;
-                for (int p = 0; p < kc; p++) ap[dst + p * MR + r] = a[src + p];
+                int mr = Math.Min(MR, mc - ir);
+                float* dst = dst0 + (long)ir * kc;
+                for (int r = 0; r < mr; r++) rows[r] = aOff + (long)(ic + ir + r) * lda + pc;
+                if (mr == MR)
+                {
+                    for (int p = 0; p < kc; p++, dst += MR)
+                        for (int r = 0; r < MR; r++) dst[r] = src[rows[r] + p];
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, dst += MR)
+                    {
+                        int r = 0;
+                        for (; r < mr; r++) dst[r] = src[rows[r] + p];
+                        for (; r < MR; r++) dst[r] = 0f;
+                    }
+                }
             }
         }
     }
@@ -232,7 +300,7 @@ internal static class Gemm
     /// on the last K block also scaled by alpha and offset by bias[j].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        bool first, bool last, float alpha, float* bias)
+        bool first, bool last, float alpha, float* bias, float* edge)
     {
         const int MR = 6, NR = 16;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -249,7 +317,21 @@ internal static class Gemm
             av = Vector256.Create(a[5]); c50 = Fmadd(av, b0, c50); c51 = Fmadd(av, b1, c51);
             a += MR; b += NR;
         }
-        float* tile = stackalloc float[MR * NR];
+        if (mr == MR && nr == NR)
+        {
+            var al = Vector256.Create(alpha);
+            Vector256<float> b0v = default, b1v = default;
+            bool hasBias = last && bias != null;
+            if (hasBias) { b0v = Vector256.Load(bias); b1v = Vector256.Load(bias + 8); }
+            Emit(c00, c01, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c10, c11, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c20, c21, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c30, c31, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c40, c41, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c50, c51, c, first, last, al, hasBias, b0v, b1v);
+            return;
+        }
+        float* tile = edge;
         c00.Store(tile); c01.Store(tile + 8);
         c10.Store(tile + 16); c11.Store(tile + 24);
         c20.Store(tile + 32); c21.Store(tile + 40);
@@ -265,7 +347,7 @@ internal static class Gemm
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void Kernel12x32(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        bool first, bool last, float alpha, float* bias)
+        bool first, bool last, float alpha, float* bias, float* edge)
     {
         const int MR = 12, NR = 32;
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -290,7 +372,28 @@ internal static class Gemm
             av = Vector512.Create(a[11]); d50 = Fmadd(av, b0, d50); d51 = Fmadd(av, b1, d51);
             a += MR; b += NR;
         }
-        float* tile = stackalloc float[MR * NR];
+        if (mr == MR && nr == NR)
+        {
+            // full tile: straight from the registers into C
+            var al = Vector512.Create(alpha);
+            Vector512<float> b0v = default, b1v = default;
+            bool hasBias = last && bias != null;
+            if (hasBias) { b0v = Vector512.Load(bias); b1v = Vector512.Load(bias + 16); }
+            Emit(c00, c01, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c10, c11, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c20, c21, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c30, c31, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c40, c41, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(c50, c51, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d00, d01, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d10, d11, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d20, d21, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d30, d31, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d40, d41, c, first, last, al, hasBias, b0v, b1v); c += ldc;
+            Emit(d50, d51, c, first, last, al, hasBias, b0v, b1v);
+            return;
+        }
+        float* tile = edge;
         c00.Store(tile); c01.Store(tile + 16); c10.Store(tile + 32); c11.Store(tile + 48);
         c20.Store(tile + 64); c21.Store(tile + 80); c30.Store(tile + 96); c31.Store(tile + 112);
         c40.Store(tile + 128); c41.Store(tile + 144); c50.Store(tile + 160); c51.Store(tile + 176);
@@ -298,6 +401,33 @@ internal static class Gemm
         d20.Store(tile + 256); d21.Store(tile + 272); d30.Store(tile + 288); d31.Store(tile + 304);
         d40.Store(tile + 320); d41.Store(tile + 336); d50.Store(tile + 352); d51.Store(tile + 368);
         StoreTile(tile, NR, c, ldc, mr, nr, first, last, alpha, bias);
+    }
+
+    /// <summary>One full row of a 12 x 32 tile: C[0:32] = (first ? 0 : C) + acc, then on the last K block alpha * . + bias.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Emit(Vector512<float> v0, Vector512<float> v1, float* c, bool first, bool last, Vector512<float> alpha,
+        bool hasBias, Vector512<float> b0, Vector512<float> b1)
+    {
+        if (!first) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
+        if (last)
+        {
+            v0 *= alpha; v1 *= alpha;
+            if (hasBias) { v0 += b0; v1 += b1; }
+        }
+        v0.Store(c); v1.Store(c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Emit(Vector256<float> v0, Vector256<float> v1, float* c, bool first, bool last, Vector256<float> alpha,
+        bool hasBias, Vector256<float> b0, Vector256<float> b1)
+    {
+        if (!first) { v0 += Vector256.Load(c); v1 += Vector256.Load(c + 8); }
+        if (last)
+        {
+            v0 *= alpha; v1 *= alpha;
+            if (hasBias) { v0 += b0; v1 += b1; }
+        }
+        v0.Store(c); v1.Store(c + 8);
     }
 
     /// <summary>C[r, j] = (first ? 0 : C[r, j]) + tile[r, j], then on the last K block alpha * . + bias[j].</summary>

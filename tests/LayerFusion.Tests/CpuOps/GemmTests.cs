@@ -16,6 +16,10 @@ public class GemmTests
                 d.Add(m, n, k, t, 1, (m + n) % 2 == 0);
                 d.Add(m, n, k, t, -1, (m + n) % 2 == 1);
             }
+        // above the coarse-task threshold: slices along N (ragged last slice) and along M, 2 and 3 workers
+        foreach (var (m, n, k, dop) in new[] { (40, 1000, 300, 2), (37, 1290, 270, 3), (700, 70, 520, 2), (1010, 45, 300, 3) })
+            foreach (var t in new[] { false, true })
+                d.Add(m, n, k, t, dop, (m + k) % 2 == 0);
         return d;
     }
 

@@ -98,6 +98,12 @@ public class LinearAlgebraTests
         { 1, 3, 7, 7, 2, 5, 1, 2, true, 1 },
         { 1, 4, 9, 9, 3, 3, 1, 1, true, 3 },    // dop 3 = odd band budget below (banded im2col)
         { 2, 3, 11, 8, 5, 3, 2, 1, true, 4 },
+        // implicit GEMM (blocked): K = 360 (two K blocks), N = 117 (ragged panel, runs across output rows)
+        { 1, 40, 9, 13, 20, 3, 1, 1, true, 2 },
+        { 2, 30, 20, 19, 13, 3, 2, 1, true, -1 },  // stride 2, padding, odd sizes
+        { 1, 8, 60, 61, 16, 3, 1, 1, false, 2 },   // N = 3660 > one N block of 3072
+        { 1, 6, 12, 10, 9, 5, 1, 2, true, 1 },     // 5x5, padding 2
+        { 1, 7, 11, 11, 12, 3, 2, 0, true, 2 },    // stride 2 without padding
     };
 
     [Theory, MemberData(nameof(ConvCases))]

@@ -234,6 +234,54 @@ public class ShapeElementwiseTests
     }
 
     [Fact]
+    public void Pooled_outputs_survive_while_a_view_lives_and_come_back_zeroed()
+    {
+        var ops = Ops(1);
+        int n = 1 << 17; // pooled size
+        var x = ops.FromHost(Enumerable.Range(0, n).Select(i => (float)(i % 97) + 1).ToArray(), n);
+        var y = (LayerFusion.Cpu.CpuTensor)ops.Affine(x, 2f);
+        var view = y.Reshape(2, n / 2);
+        y.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => y.Data);
+        // the view keeps the storage: a new output of the same length must not take it over
+        using var z = ops.Affine(x, 3f);
+        var expected = Enumerable.Range(0, n).Select(i => 2f * ((i % 97) + 1)).ToArray();
+        Assert.Equal(expected, ops.ToHost(view));
+        view.Dispose();
+        // now it is free: the next output of that length may reuse it, and Zeros is still all zeros
+        using var zeros = ops.Zeros(n);
+        Assert.All(ops.ToHost(zeros), v => Assert.Equal(0f, v));
+        Assert.Equal(x.Shape, zeros.Shape);
+    }
+
+    [Fact]
+    public void Upload_of_a_mapped_fp16_tensor_matches_the_scalar_conversion_and_the_file_stays_readable()
+    {
+        // long enough for the vectorized path and several whole pages; special values included
+        var r = new Random(17001);
+        var vals = Rand(r, 700000); // several conversion chunks, the last one partial
+        vals[0] = float.PositiveInfinity; vals[1] = float.NegativeInfinity; vals[2] = float.NaN; vals[3] = 3e-8f; vals[4] = -0f; vals[5] = 65504f;
+        var src = ArrayWeightTensor.FromFloat32("w", [7, 100000], vals, DType.F16);
+        var dir = Path.Combine(Path.GetTempPath(), "lf-upload-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var path = Path.Combine(dir, "w.safetensors");
+            LayerFusion.WeightsLoader.SafeTensors.SafeTensorsWriter.Write(path, [ArrayWeightTensor.FromFloat32("pad", [3], [1f, 2f, 3f], DType.F16), src]);
+            using var file = LayerFusion.WeightsLoader.SafeTensors.SafeTensorsFile.Open(path);
+            var ops = Ops(2);
+            var t = ops.Upload(file["w"]);
+            Assert.Equal(new[] { 7, 100000 }, t.Shape);
+            Assert.Equal(src.ToFloat32(), ops.ToHost(t));
+            // Upload released the mapped pages; the bytes read back from the file unchanged
+            Assert.True(src.Bytes.SequenceEqual(file["w"].Bytes));
+            Assert.Equal(src.ToFloat32(), ops.ToHost(ops.Upload(file["w"])));
+            Assert.Equal(new[] { 1f, 2f, 3f }, file["pad"].ToFloat32());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void FromHost_copies_and_Zeros_are_zero()
     {
         var ops = Ops(1);
