@@ -343,7 +343,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
         LastLatents = latents.Select(l => (float[])l.Clone()).ToArray();
 
         ct.ThrowIfCancellationRequested();
-        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 0, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 0, DecodeSteps(req.Options.TransparentAugment)));
         var images = Decode(latents, lh, lw, req.Options.TransparentAugment, progress, ct);
         var parameters = new Dictionary<string, string>
         {
@@ -361,6 +361,9 @@ public sealed partial class LayerFusionPipeline : IDisposable
         };
         return new LayerFusionResult(images.Fg, images.Bg, images.Blend, images.Composite, parameters, warnings, dump);
     }
+
+    /// <summary>Decode progress steps: three VAE decodes (BG, BLEND, FG), then the transparent decoder's passes.</summary>
+    static int DecodeSteps(bool augment) => 3 + (augment ? 8 : 1);
 
     static string StreamName(int s) => s == TripletLayout.Foreground ? "foreground" : s == TripletLayout.Background ? "background" : "blend";
 
@@ -388,12 +391,14 @@ public sealed partial class LayerFusionPipeline : IDisposable
             return px;
         }
         var bgPx = VaeDecode(latents[TripletLayout.Background]);
-        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 1, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 1, DecodeSteps(augment)));
         ct.ThrowIfCancellationRequested();
         var blendPx = VaeDecode(latents[TripletLayout.Blend]);
-        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 2, 3));
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 2, DecodeSteps(augment)));
         ct.ThrowIfCancellationRequested();
         var fgPx = VaeDecode(latents[TripletLayout.Foreground]);
+        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 3, DecodeSteps(augment)));
+        ct.ThrowIfCancellationRequested();
         float[] fgLatent;
         using (var z = Sdxl.UnscaledLatents(latents[TripletLayout.Foreground], 1, lh, lw)) fgLatent = ops.ToHost(z);
 
@@ -405,13 +410,17 @@ public sealed partial class LayerFusionPipeline : IDisposable
         float[] rgba;
         using (var pixel = ops.FromHost(PadEdge(fgUnit, 3, h, w, ph, pw), 1, 3, ph, pw))
         using (var latent = ops.FromHost(PadEdge(fgLatent, lc, lh, lw, ph / f, pw / f), 1, lc, ph / f, pw / f))
-        using (var y = TransparentDecoder.Decode(pixel, latent, augment))
+        using (var y = TransparentDecoder.Decode(pixel, latent, augment, (done, _) =>
+        {
+            // one progress step per decoder pass (after the three VAE decodes)
+            progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 3 + done, DecodeSteps(augment)));
+            ct.ThrowIfCancellationRequested();
+        }))
         {
             if (y.Dim(1) != 4) throw new UserInputException($"the transparent decoder gives {y.Dim(1)} channels; alpha + RGB needs 4");
             rgba = Crop(ops.ToHost(y), 4, ph, pw, h, w);
             FiniteCheck.Require(rgba, "transparent decoder", "in the foreground's alpha and colors");
         }
-        progress?.Report(new LayerFusionProgress(LayerFusionPhase.Decode, 3, 3));
         int plane = h * w;
         var alpha = rgba.AsSpan(0, plane);
         var fgRgb = rgba.AsSpan(plane, 3 * plane);

@@ -76,7 +76,11 @@ public sealed class LayerFusionPipelineTests(TinyLayerFusionModel model) : IClas
 
         Assert.Equal(new[] { 1, 2 }, reports.Where(r => r.Phase == LayerFusionPhase.Denoise).Select(r => r.Step));
         Assert.All(reports.Where(r => r.Phase == LayerFusionPhase.Denoise), r => Assert.Equal(2, r.Steps));
-        Assert.Contains(reports, r => r.Phase == LayerFusionPhase.Decode && r.Step == 3);
+        // one decode step per VAE decode (BG, BLEND, FG), then one per transparent-decoder pass (8 with augmentation, else 1)
+        var decode = reports.Where(r => r.Phase == LayerFusionPhase.Decode).ToList();
+        int decodeSteps = 3 + (Request(dump: true).Options.TransparentAugment ? 8 : 1);
+        Assert.Equal(Enumerable.Range(0, decodeSteps + 1), decode.Select(r => r.Step));
+        Assert.All(decode, r => Assert.Equal(decodeSteps, r.Steps));
 
         // priors at the step closest to t = 0.8T
         var d = a.Priors!;

@@ -33,7 +33,8 @@ public sealed class TransparentVaeDecoder(UNet1024 model)
     /// <param name="pixel">[B, 3, H, W] VAE-decoded RGB in [0, 1] (see <see cref="PixelsFromVaeOutput"/>).</param>
     /// <param name="latent">[B, 4, H/8, W/8] the unscaled latent the VAE decoded.</param>
     /// <param name="augment">true: LayerDiffuse's 8-pass median (its reference behaviour); false: one pass.</param>
-    public Tensor Decode(Tensor pixel, Tensor latent, bool augment = true)
+    /// <param name="passDone">Called after each of the (up to 8) passes with (passes done, passes in all), for progress.</param>
+    public Tensor Decode(Tensor pixel, Tensor latent, bool augment = true, Action<int, int>? passDone = null)
     {
         var ops = pixel.Ops;
         var cfg = model.Config;
@@ -73,6 +74,7 @@ public sealed class TransparentVaeDecoder(UNet1024 model)
                     y = ops.ToHost(yt);
                 for (int i = 0; i < y.Length; i++) y[i] = Math.Clamp(y[i], 0f, 1f);
                 passes[v] = Untransform(y, oc, ph, pw, flip, k);
+                passDone?.Invoke(n * variants.Length + v + 1, b * variants.Length);
             }
             var dst = result.AsSpan(n * outPer, outPer);
             for (int c = 0; c < oc; c++)
