@@ -32,6 +32,10 @@ internal static class BenchCommand
             if (n < 3) throw new UserInputException($"--repeats must be at least 3, got {n}");
             using var device = CudaDevice.TryOpen(out var reason)
                 ?? throw new UserInputException($"layerfusion bench needs a CUDA GPU: {reason}");
+            // the stand-in driver of tests/cuda-standin names itself so: its timings are CPU timings and
+            // must never be recorded as GPU results
+            if (device.Name.Contains("emulated", StringComparison.OrdinalIgnoreCase))
+                throw new UserInputException($"layerfusion bench needs a CUDA GPU: '{device.Name}' is an emulated device, whose timings would be CPU timings");
             if (parse.GetValue(steps) < 0) throw new UserInputException($"--steps must be >= 0, got {parse.GetValue(steps)}");
             var stdout = parse.InvocationConfiguration.Output;
             stdout.WriteLine($"device: {device}");

@@ -24,6 +24,22 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void Bench_refuses_the_emulated_device()
+    {
+        using (var device = CudaDevice.TryOpen(out var reason))
+        {
+            LayerFusion.Tests.TestSupport.Requires.Device(device is not null, reason);
+            if (!device.Name.Contains("emulated", StringComparison.OrdinalIgnoreCase))
+                Assert.Skip($"'{device.Name}' is a real device: there is no emulated device to refuse");
+        }
+        var path = Path.Combine(Path.GetTempPath(), $"lf-bench-{Guid.NewGuid():N}.json");
+        var e = new StringWriter();
+        Assert.Equal(2, Program.Run(["bench", "--out", path], new StringWriter(), e));
+        Assert.Contains("is an emulated device, whose timings would be CPU timings", e.ToString());
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
     public void Bench_refuses_too_few_repeats()
     {
         var e = new StringWriter();
