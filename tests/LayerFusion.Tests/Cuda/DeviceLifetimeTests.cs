@@ -15,6 +15,9 @@ public class DeviceLifetimeTests
 {
     static CudaDevice OpenOrSkip()
     {
+        // a backend must be creatable too (a driver without NVRTC or cuBLAS opens a device but no CudaOps)
+        using (var probe = CudaOps.TryCreate(StorageType.F32, out var unavailable))
+            Requires.Device(probe is not null, unavailable);
         var device = CudaDevice.TryOpen(out var reason);
         Requires.Device(device is not null, reason);
         return device;
