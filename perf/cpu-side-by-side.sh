@@ -13,7 +13,8 @@ THREADS=${THREADS:-$(nproc)}
 REPEATS=${REPEATS:-3}
 SIZES=${SIZES:-"32 64"}
 PY=/usr/bin/python3
-export PYTHONPATH=${PYTHONPATH:-/tmp/diffusers-0.25/src:/work/shared/reference/pyshims}
+# diffusers v0.25 source (LAYERFUSION_DIFFUSERS_SRC, as the tests read it) and the hub stub in the shared folder beside the checkout
+export PYTHONPATH=${PYTHONPATH:-${LAYERFUSION_DIFFUSERS_SRC:-/tmp/diffusers-0.25/src}:$(cd .. && pwd)/shared/reference/pyshims}
 # the same thread count for every library on both sides
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 mkdir -p "$OUT"
