@@ -103,15 +103,12 @@ public sealed record LayerDiffuseFiles(string Attention, string TransparentDecod
 /// </summary>
 public sealed partial class LayerFusionPipeline : IDisposable
 {
-    readonly SemaphoreSlim _gate = new(1, 1);
-    // Cancelled by Dispose: a running generation stops at its next check, waiting ones give up.
-    readonly CancellationTokenSource _life = new();
-    int _disposed;
-    int _runner = -1;
-    bool _releaseOnExit;
+    // one generation at a time; Dispose cancels the running one and waits for it
+    readonly GenerationGate _gate;
 
     LayerFusionPipeline(SdxlPipeline sdxl, IReadOnlyDictionary<string, WeightTensor> merged, TransparentDecoderFile decoder, Action uploaded)
     {
+        _gate = new GenerationGate(this, ReleaseResources);
         Sdxl = sdxl;
         ForegroundWeights = new LayerDiffuseAttentionWeights(Unet.AttentionWeights, Ops, merged);
         var decoderStore = new ParameterStore(sdxl.Vae.Ops, decoder.Tensors, "transparent_decoder");
@@ -230,7 +227,7 @@ public sealed partial class LayerFusionPipeline : IDisposable
     public Task<LayerFusionResult> GenerateAsync(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _gate.ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(request);
         request.Validate();
         return Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
@@ -243,40 +240,12 @@ public sealed partial class LayerFusionPipeline : IDisposable
     public LayerFusionResult Generate(LayerFusionRequest request, IProgress<LayerFusionProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _gate.ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(request);
         request.Validate();
         var (height, width) = Sdxl.ResolveSize(request.Width, request.Height);
         MemoryEstimate.ForTriplet(this, width, height).Require();
-        CancellationTokenSource linked;
-        try { linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _life.Token); }
-        catch (ObjectDisposedException) { throw new ObjectDisposedException(GetType().FullName); }
-        using (linked)
-        {
-            try { _gate.Wait(linked.Token); }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed while this generation waited for its turn");
-            }
-            try
-            {
-                ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-                Volatile.Write(ref _runner, Environment.CurrentManagedThreadId);
-                return Run(request with { Width = width, Height = height }, width, height, progress, linked.Token);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed during this generation");
-            }
-            finally
-            {
-                Volatile.Write(ref _runner, -1);
-                bool release;
-                lock (_life) release = _releaseOnExit;
-                if (release) ReleaseResources();
-                else _gate.Release();
-            }
-        }
+        return _gate.Run(cancellationToken, ct => Run(request with { Width = width, Height = height }, width, height, progress, ct));
     }
 
     LayerFusionResult Run(LayerFusionRequest req, int width, int height, IProgress<LayerFusionProgress>? progress, CancellationToken ct)
@@ -465,22 +434,10 @@ public sealed partial class LayerFusionPipeline : IDisposable
     /// the weights), then frees the weights (and the backends when the pipeline owns them). Called from
     /// the generation's own progress callback, it cancels and the generation frees them on its way out.
     /// </summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _life.Cancel();
-        if (Volatile.Read(ref _runner) == Environment.CurrentManagedThreadId)
-        {
-            lock (_life) _releaseOnExit = true;
-            return;
-        }
-        _gate.Wait();
-        ReleaseResources();
-    }
+    public void Dispose() => _gate.Dispose();
 
     void ReleaseResources()
     {
-        // The gate stays taken: every later Generate sees _disposed first.
         Sdxl.Dispose();
         if (_ownsOps) DisposeBackends(Sdxl.Ops, Sdxl.Vae.Ops);
     }

@@ -38,16 +38,15 @@ public sealed record SdxlPipelineOptions
 /// </summary>
 public sealed class SdxlPipeline : IDisposable
 {
-    readonly SemaphoreSlim _gate = new(1, 1);
+    // one generation at a time; Dispose cancels the running one and waits for it
+    readonly GenerationGate _gate;
     readonly Checkpoint? _owned;
-    readonly CancellationTokenSource _life = new();
-    int _disposed;
-    int _runner = -1;
-    bool _releaseOnExit, _ownsOps;
+    bool _ownsOps;
 
     SdxlPipeline(IOps ops, SdxlTextConditioning text, UNet2DConditionModel unet, AutoencoderKL vae,
         WeightsLoader.Configs.SchedulerConfig scheduler, string source, Checkpoint? owned)
     {
+        _gate = new GenerationGate(this, ReleaseResources);
         Ops = ops;
         Text = text;
         Unet = unet;
@@ -330,10 +329,10 @@ public sealed class SdxlPipeline : IDisposable
     /// </summary>
     public SdxlResult Generate(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _gate.ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(request);
         Validate(request);
-        return Serialized(cancellationToken, ct =>
+        return _gate.Run(cancellationToken, ct =>
         {
             using var encoding = EncodePrompt(request.Prompt, request.NegativePrompt, request.Prompt2, request.NegativePrompt2, request.ClipSkip);
             FiniteCheck.Require(encoding, "request's");
@@ -349,11 +348,11 @@ public sealed class SdxlPipeline : IDisposable
     public SdxlResult Generate(SdxlRequest request, SdxlTextEncoding encoding, IProgress<StepProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _gate.ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(encoding);
         Validate(request);
-        return Serialized(cancellationToken, ct => GenerateCore(request, encoding, progress, ct));
+        return _gate.Run(cancellationToken, ct => GenerateCore(request, encoding, progress, ct));
     }
 
     void Validate(SdxlRequest request)
@@ -365,40 +364,6 @@ public sealed class SdxlPipeline : IDisposable
         if (!float.IsFinite(request.GuidanceScale)) throw new UserInputException($"guidance scale must be a finite number, got {request.GuidanceScale}");
         if (request.ClipSkip < 0) throw new UserInputException($"clip skip must be >= 0, got {request.ClipSkip}");
         MemoryEstimate.ForSdxl(this, width, height, request.NumImages, UsesGuidance(request.GuidanceScale)).Require();
-    }
-
-    /// <summary>One generation at a time; <see cref="Dispose"/> cancels the running one and waits for it.</summary>
-    T Serialized<T>(CancellationToken cancellationToken, Func<CancellationToken, T> run)
-    {
-        CancellationTokenSource linked;
-        try { linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _life.Token); }
-        catch (ObjectDisposedException) { throw new ObjectDisposedException(GetType().FullName); }
-        using (linked)
-        {
-            try { _gate.Wait(linked.Token); }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed while this generation waited for its turn");
-            }
-            try
-            {
-                ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-                Volatile.Write(ref _runner, Environment.CurrentManagedThreadId);
-                return run(linked.Token);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException(GetType().FullName, "the pipeline was disposed during this generation");
-            }
-            finally
-            {
-                Volatile.Write(ref _runner, -1);
-                bool release;
-                lock (_life) release = _releaseOnExit;
-                if (release) ReleaseResources();
-                else _gate.Release();
-            }
-        }
     }
 
     SdxlResult GenerateCore(SdxlRequest request, SdxlTextEncoding encoding, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
@@ -526,7 +491,7 @@ public sealed class SdxlPipeline : IDisposable
     public Task<SdxlResult> GenerateAsync(SdxlRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         // bad arguments throw here, before a task starts
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _gate.ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(request);
         Validate(request);
         return Task.Run(() => Generate(request, progress, cancellationToken), cancellationToken);
@@ -537,18 +502,7 @@ public sealed class SdxlPipeline : IDisposable
     /// pipeline opened it without preloading) and the backends (when it owns them). Called from the
     /// generation's own progress callback, it cancels and the generation releases on its way out.
     /// </summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _life.Cancel();
-        if (Volatile.Read(ref _runner) == Environment.CurrentManagedThreadId)
-        {
-            lock (_life) _releaseOnExit = true;
-            return;
-        }
-        _gate.Wait();
-        ReleaseResources();
-    }
+    public void Dispose() => _gate.Dispose();
 
     void ReleaseResources()
     {
