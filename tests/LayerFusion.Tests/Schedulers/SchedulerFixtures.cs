@@ -48,8 +48,28 @@ internal sealed class SchedulerFixtures
         throw new FileNotFoundException($"{relative} not found above {AppContext.BaseDirectory}");
     }
 
-    private static float[] F32(JsonElement e) => e.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
-    private static double[] F64(JsonElement e) => e.EnumerateArray().Select(x => x.GetDouble()).ToArray();
+    internal static float[] F32(JsonElement e) => e.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
+    internal static double[] F64(JsonElement e) => e.EnumerateArray().Select(x => x.GetDouble()).ToArray();
+
+    /// <summary>A fixture case's diffusers scheduler config; <paramref name="ddimFields"/>: set_alpha_to_one and clip_sample are required too.</summary>
+    internal static SchedulerConfig ReadConfig(JsonElement cfg, bool ddimFields)
+    {
+        var config = new SchedulerConfig
+        {
+            NumTrainTimesteps = cfg.GetProperty("num_train_timesteps").GetInt32(),
+            BetaStart = cfg.GetProperty("beta_start").GetDouble(),
+            BetaEnd = cfg.GetProperty("beta_end").GetDouble(),
+            BetaSchedule = cfg.GetProperty("beta_schedule").GetString()!,
+            PredictionType = cfg.GetProperty("prediction_type").GetString()!,
+            TimestepSpacing = cfg.GetProperty("timestep_spacing").GetString()!,
+            StepsOffset = cfg.GetProperty("steps_offset").GetInt32(),
+            InterpolationType = cfg.GetProperty("interpolation_type").GetString()!,
+            UseKarrasSigmas = cfg.GetProperty("use_karras_sigmas").GetBoolean(),
+        };
+        return ddimFields
+            ? config with { SetAlphaToOne = cfg.GetProperty("set_alpha_to_one").GetBoolean(), ClipSample = cfg.GetProperty("clip_sample").GetBoolean() }
+            : config;
+    }
 
     private static SchedulerFixtures Load()
     {
@@ -59,21 +79,7 @@ internal sealed class SchedulerFixtures
         int index = 0;
         foreach (var c in root.GetProperty("cases").EnumerateArray())
         {
-            var cfg = c.GetProperty("config");
-            var config = new SchedulerConfig
-            {
-                NumTrainTimesteps = cfg.GetProperty("num_train_timesteps").GetInt32(),
-                BetaStart = cfg.GetProperty("beta_start").GetDouble(),
-                BetaEnd = cfg.GetProperty("beta_end").GetDouble(),
-                BetaSchedule = cfg.GetProperty("beta_schedule").GetString()!,
-                PredictionType = cfg.GetProperty("prediction_type").GetString()!,
-                TimestepSpacing = cfg.GetProperty("timestep_spacing").GetString()!,
-                StepsOffset = cfg.GetProperty("steps_offset").GetInt32(),
-                SetAlphaToOne = cfg.GetProperty("set_alpha_to_one").GetBoolean(),
-                ClipSample = cfg.GetProperty("clip_sample").GetBoolean(),
-                InterpolationType = cfg.GetProperty("interpolation_type").GetString()!,
-                UseKarrasSigmas = cfg.GetProperty("use_karras_sigmas").GetBoolean(),
-            };
+            var config = ReadConfig(c.GetProperty("config"), ddimFields: true);
             cases.Add(new Case(
                 index++, c.GetProperty("sampler").GetString()!, config, c.GetProperty("steps").GetInt32(),
                 F64(c.GetProperty("timesteps")),

@@ -36,8 +36,8 @@ internal sealed class StochasticFixtures
     private static readonly Lazy<StochasticFixtures> s_instance = new(Load);
     public static StochasticFixtures Instance => s_instance.Value;
 
-    private static float[] F32(JsonElement e) => e.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
-    private static double[] F64(JsonElement e) => e.EnumerateArray().Select(x => x.GetDouble()).ToArray();
+    private static float[] F32(JsonElement e) => SchedulerFixtures.F32(e);
+    private static double[] F64(JsonElement e) => SchedulerFixtures.F64(e);
     private static float[][] Rows(JsonElement e) => e.EnumerateArray().Select(F32).ToArray();
 
     private static StochasticFixtures Load()
@@ -48,19 +48,7 @@ internal sealed class StochasticFixtures
         int index = 0;
         foreach (var c in root.GetProperty("cases").EnumerateArray())
         {
-            var cfg = c.GetProperty("config");
-            var config = new SchedulerConfig
-            {
-                NumTrainTimesteps = cfg.GetProperty("num_train_timesteps").GetInt32(),
-                BetaStart = cfg.GetProperty("beta_start").GetDouble(),
-                BetaEnd = cfg.GetProperty("beta_end").GetDouble(),
-                BetaSchedule = cfg.GetProperty("beta_schedule").GetString()!,
-                PredictionType = cfg.GetProperty("prediction_type").GetString()!,
-                TimestepSpacing = cfg.GetProperty("timestep_spacing").GetString()!,
-                StepsOffset = cfg.GetProperty("steps_offset").GetInt32(),
-                InterpolationType = cfg.GetProperty("interpolation_type").GetString()!,
-                UseKarrasSigmas = cfg.GetProperty("use_karras_sigmas").GetBoolean(),
-            };
+            var config = SchedulerFixtures.ReadConfig(c.GetProperty("config"), ddimFields: false);
             cases.Add(new Case(
                 index++, c.GetProperty("sampler").GetString()!, config, c.GetProperty("steps").GetInt32(),
                 c.GetProperty("seed").GetUInt64(), F64(c.GetProperty("timesteps")), F64(c.GetProperty("sigmas")),
