@@ -40,6 +40,7 @@ def main():
             if a.model:
                 cmd += ["--model", a.model]
             subprocess.run(cmd, check=True, capture_output=True)
+            out = os.path.join(out, f"00000-{seed}")  # generate's numbered output folder NNNNN-SEED
             f = load(os.path.join(out, "fg.png"), rgba=True)
             board = checker(*f.shape[:2])
             fg_over = f[..., :3] * f[..., 3:] + board * (1 - f[..., 3:])

@@ -1,6 +1,10 @@
 """Trains the demo model on the procedural world (world.py) and writes it in the released layouts.
 
-  python3 train.py --text FOLDER --out DIR [--plan full|quick] [--seed 0] [--threads 1]
+  python3 train.py --text FOLDER --out DIR [--plan long|full|quick] [--seed 0] [--threads 1] [--resume DIR]
+
+--resume DIR starts from DIR's exported VAE, base UNet and transparent decoder (a run of the same
+plan stopped after its first UNet phase, or finished): it skips stages 1, 2a and 4 and runs the
+second UNet phase and the FG offsets again.
 
 FOLDER is a `layerfusion make-tiny` diffusers folder: its seeded random text encoders and
 tokenizers are kept as they are (the UNet learns to read them) and copied into DIR unchanged.
@@ -33,12 +37,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402
 import world  # noqa: E402
 from clip_text import Conditioner  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 PLANS = {
     # scenes in the cached set, optimizer steps per stage, batch sizes
     "quick": dict(scenes=96, vae=20, unet=20, lora=10, dec=10, vb=8, ub=16, db=4),
     "full": dict(scenes=1536, vae=300, unet=700, lora=250, dec=150, vb=16, ub=24, db=8),
+    # the shipped model's plan: ~40 min on an idle 2-core machine
+    # unet2: a second base-UNet phase (fresh cosine schedule) weighted towards composites, whose
+    # "<fg>, <bg>" captions are the many combinations the blend stream needs
+    "long": dict(scenes=4096, vae=1200, unet=2500, unet2=1500, lora=600, dec=500, vb=16, ub=32, db=8),
 }
 LORA_RANK = 8
 DROP = 0.1
@@ -83,6 +91,7 @@ def main():
     ap.add_argument("--plan", default="full", choices=PLANS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume")
     a = ap.parse_args()
     plan = PLANS[a.plan]
     torch.set_num_threads(a.threads)
@@ -107,8 +116,11 @@ def main():
     # 1. VAE
     g = torch.Generator().manual_seed(a.seed + 1)
     vae = models.make_vae()
+    if a.resume:
+        vae.load_state_dict(load_fp32(os.path.join(a.resume, "vae", "diffusion_pytorch_model.safetensors")))
+        log(f"resumed the VAE from {a.resume}")
     opt = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
-    for step in range(plan["vae"]):
+    for step in range(0 if a.resume else plan["vae"]):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, plan["vae"], 2e-3)
         idx = torch.randint(0, len(pool), (plan["vb"],), generator=g)
@@ -134,6 +146,9 @@ def main():
 
     lat_fg, lat_bg, lat_comp = encode(fg_px), encode(bg_px), encode(comp_px)
     scale = float(1.0 / torch.cat([lat_fg, lat_bg, lat_comp]).std())
+    if a.resume:
+        with open(os.path.join(a.resume, "vae", "config.json")) as f:
+            scale = json.load(f)["scaling_factor"]
     with torch.no_grad():
         rec = vae.decode(lat_comp[:64]).sample
     log(f"latents encoded; scaling_factor {scale:.5f}; composite recon mse {F.mse_loss(rec, comp_px[:64]).item():.5f}")
@@ -158,25 +173,39 @@ def main():
         pred = unet(zt, t, e, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.expand(b, 6)}).sample
         return F.mse_loss(pred, noise)
 
-    # 2. base UNet
-    g = torch.Generator().manual_seed(a.seed + 2)
+    # 2. base UNet: phase a (all kinds alike), then phase b (composites weighted)
     unet = models.make_unet()
-    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.0)
-    ema = None
-    for step in range(plan["unet"]):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, plan["unet"], 1e-3)
-        idx = torch.randint(0, n, (plan["ub"],), generator=g).tolist()
-        kind = torch.randint(0, 3, (plan["ub"],), generator=g).tolist()
-        z0 = torch.stack([(lat_bg[i] if k == 0 else lat_comp[i]) for i, k in zip(idx, kind)]) * scale
-        captions = [bcaps[i] if k == 0 else (f"{fcaps[i]}, {bcaps[i]}" if k == 1 else fcaps[i]) for i, k in zip(idx, kind)]
-        loss = diffusion_loss(unet, z0, captions, g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        if step % 100 == 0 or step == plan["unet"] - 1:
-            log(f"unet step {step} loss {loss.item():.4f} ema {ema:.4f}")
+
+    def unet_phase(steps, seed, weights, peak, name):
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(unet.parameters(), lr=peak, weight_decay=0.0)
+        ema = None
+        unet.train()
+        for step in range(steps):
+            for grp in opt.param_groups:
+                grp["lr"] = lr_at(step, steps, peak)
+            idx = torch.randint(0, n, (plan["ub"],), generator=g).tolist()
+            # kind 0: background caption -> background; 1: "<fg>, <bg>" -> composite; 2: "<fg>" -> composite
+            if len(set(weights)) == 1:
+                kind = torch.randint(0, 3, (plan["ub"],), generator=g).tolist()
+            else:
+                kind = torch.multinomial(torch.tensor(weights), plan["ub"], replacement=True, generator=g).tolist()
+            z0 = torch.stack([(lat_bg[i] if k == 0 else lat_comp[i]) for i, k in zip(idx, kind)]) * scale
+            captions = [bcaps[i] if k == 0 else (f"{fcaps[i]}, {bcaps[i]}" if k == 1 else fcaps[i]) for i, k in zip(idx, kind)]
+            loss = diffusion_loss(unet, z0, captions, g)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            if step % 100 == 0 or step == steps - 1:
+                log(f"{name} step {step} loss {loss.item():.4f} ema {ema:.4f}")
+
+    if a.resume:
+        unet.load_state_dict(load_fp32(os.path.join(a.resume, "unet", "diffusion_pytorch_model.safetensors")))
+        log(f"resumed the base UNet (phase a) from {a.resume}")
+    else:
+        unet_phase(plan["unet"], a.seed + 2, [1.0, 1.0, 1.0], 1e-3, "unet")
+    unet_phase(plan.get("unet2", 0), a.seed + 5, [0.2, 0.5, 0.3], 5e-4, "unet2")
     unet.eval()
     base_state = {k: v.clone() for k, v in unet.state_dict().items()}
 
@@ -207,8 +236,11 @@ def main():
         dec_px = torch.cat([vae.decode(lat_fg[i:i + 64]).sample for i in range(0, n, 64)]).mul(0.5).add(0.5).clamp(0, 1)
     target = torch.cat([fg_rgba[:, 3:4], fg_rgba[:, :3]], 1)
     dec = models.TransparentDecoder()
+    if a.resume:
+        dec.load_state_dict(load_fp32(os.path.join(a.resume, "ld_diffusers_sdxl_vae_transparent_decoder.safetensors")))
+        log(f"resumed the transparent decoder from {a.resume}")
     opt = torch.optim.AdamW(dec.parameters(), lr=1e-3, weight_decay=0.0)
-    for step in range(plan["dec"]):
+    for step in range(0 if a.resume else plan["dec"]):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, plan["dec"], 1e-3)
         idx = torch.randint(0, n, (plan["db"],), generator=g)
@@ -226,6 +258,10 @@ def main():
 
     export(a, log, vae, scale, base_state, loras, dec)
     log("done")
+
+
+def load_fp32(path):
+    return {k: v.float() for k, v in load_file(path).items()}
 
 
 def half(state):
