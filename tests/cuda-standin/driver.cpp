@@ -495,6 +495,37 @@ void destroy_context_resources()
 }
 }  // namespace
 
+namespace
+{
+// LAYERFUSION_EMU_LAUNCH_LOG=FILE: one line per kernel launch (name, grid, block, each parameter as
+// an integer of its size) and per library GEMM, appended, for the audit of launch shapes
+// (tests/LayerFusion.Tests/Cuda/LaunchAuditTests.cs).
+void log_line(const std::string& line)
+{
+    static FILE* f = [] {
+        const char* p = std::getenv("LAYERFUSION_EMU_LAUNCH_LOG");
+        return p && *p ? std::fopen(p, "a") : nullptr;
+    }();
+    if (!f) return;
+    std::fputs((line + "\n").c_str(), f);
+    std::fflush(f);
+}
+
+void log_launch(const Function* f, dim3u g, dim3u b, const std::vector<unsigned char>& params, const std::vector<size_t>& offsets)
+{
+    std::string line = "kernel " + f->name;
+    for (unsigned v : {g.x, g.y, g.z, b.x, b.y, b.z}) line += " " + std::to_string(v);
+    for (int i = 0; i < f->info->count; i++)
+    {
+        const unsigned char* p = params.data() + offsets[i];
+        if (f->info->sizes[i] == 4) { int32_t v; std::memcpy(&v, p, 4); line += " " + std::to_string(v); }
+        else if (f->info->sizes[i] == 8) { int64_t v; std::memcpy(&v, p, 8); line += " " + std::to_string(v); }
+        else line += " -";
+    }
+    log_line(line);
+}
+}  // namespace
+
 // ==== the driver API ==================================================================================
 
 LFEMU_API CUresult cuInit(unsigned flags)
@@ -978,6 +1009,7 @@ LFEMU_API CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned g
     }
     op.params.resize(pos + 16);
     for (int i = 0; i < f->info->count; i++) std::memcpy(op.params.data() + op.offsets[i], params[i], (size_t)f->info->sizes[i]);
+    log_launch(f, op.grid, op.block, op.params, op.offsets);
     return issue(s, std::move(op));
 }
 
@@ -1107,6 +1139,8 @@ LFEMU_API int lfemu_enqueue_host(void* h, lfemu_host_fn fn, void* ctx, void (*re
     op.hostFn = fn;
     return issue(s, std::move(op));
 }
+
+LFEMU_API void lfemu_log_line(const char* line) { LOCK; log_line(line); }
 
 // Called by library work as it runs: 0 when [ptr, ptr + bytes) lies in one allocation; else the
 // context is poisoned with CUDA_ERROR_ILLEGAL_ADDRESS, as a real out-of-bounds library kernel would.
