@@ -142,7 +142,7 @@ public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
     {
         var ops = fx.Ops(t);
         var (rng, seed) = NewRng();
-        foreach (var (rows, inF, outF, bias) in new[] { (77, 96, 130, true), (64, 320, 640, false), (5, 33, 7, true) })
+        foreach (var (rows, inF, outF, bias) in new[] { (77, 96, 130, true), (64, 320, 640, false), (5, 33, 7, true), (37, 45, 51, true) })
         {
             var x = Q(Rand(rng, rows * inF), t);
             var w = Q(Rand(rng, outF * inF, 1 / Math.Sqrt(inF)), t);
@@ -320,7 +320,11 @@ public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
     {
         var ops = fx.Ops(t);
         var (rng, seed) = NewRng();
-        foreach (var (a, b) in new (int[], int[])[] { ([2, 6, 5, 4], [2, 6, 5, 4]), ([2, 6, 5, 4], [6, 1, 1]), ([2, 6, 5, 4], [4]), ([2, 6, 5, 4], [2, 1, 5, 1]) })
+        foreach (var (a, b) in new (int[], int[])[]
+        {
+            ([2, 6, 5, 4], [2, 6, 5, 4]), ([2, 6, 5, 4], [6, 1, 1]), ([2, 6, 5, 4], [4]), ([2, 6, 5, 4], [2, 1, 5, 1]),
+            ([3, 7, 29], [3, 7, 29]), ([3, 7, 29], [7, 1]),  // 609 elements: three blocks of 256, the last partial
+        })
         {
             var x = Q(Rand(rng, a.Aggregate(1, (p, q) => p * q)), t);
             var z = Q(Rand(rng, b.Aggregate(1, (p, q) => p * q)), t);
