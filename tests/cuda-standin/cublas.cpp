@@ -12,6 +12,7 @@ enum : int
     CUBLAS_STATUS_NOT_INITIALIZED = 1,
     CUBLAS_STATUS_ALLOC_FAILED = 3,
     CUBLAS_STATUS_INVALID_VALUE = 7,
+    CUBLAS_STATUS_ARCH_MISMATCH = 8,
     CUBLAS_STATUS_EXECUTION_FAILED = 13,
     CUBLAS_STATUS_INTERNAL_ERROR = 14,
     CUBLAS_STATUS_NOT_SUPPORTED = 15,
@@ -70,6 +71,15 @@ LFEMU_API int cublasCreate_v2(void** handle)
 {
     if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
     if (!lfemu_has_context()) return CUBLAS_STATUS_NOT_INITIALIZED;
+    // for the tests of a cuBLAS that cannot initialise (a library newer than the driver, no memory):
+    // LAYERFUSION_EMU_CUBLAS_CREATE_STATUS=<one of cublasCreate's failure statuses> makes it fail so
+    if (const char* e = std::getenv("LAYERFUSION_EMU_CUBLAS_CREATE_STATUS"); e && *e)
+    {
+        int status = std::atoi(e);
+        for (int real : {CUBLAS_STATUS_NOT_INITIALIZED, CUBLAS_STATUS_ALLOC_FAILED, CUBLAS_STATUS_INVALID_VALUE, CUBLAS_STATUS_ARCH_MISMATCH,
+                         CUBLAS_STATUS_INTERNAL_ERROR, CUBLAS_STATUS_NOT_SUPPORTED})
+            if (status == real) return status;
+    }
     *handle = new Handle;
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -118,6 +118,7 @@ std::recursive_mutex g_mu;
 bool g_init = false;
 int g_sticky = 0;  // a fault in a kernel poisons the context, as on the hardware
 std::string g_stickyWhy;
+std::string g_stickyText;  // cuGetErrorString's text for the sticky code: the fault's kernel and address
 
 struct Context
 {
@@ -128,25 +129,28 @@ thread_local Context* t_current = nullptr;
 
 // ---- guarded memory ----------------------------------------------------------------------------
 constexpr size_t kPage = 4096;
-constexpr size_t kCanary = 256;
 constexpr unsigned char kCanaryByte = 0xA5;
 
 struct Alloc
 {
-    size_t bytes, rounded;
+    size_t bytes, slack;  // slack: the canary bytes between the leading guard page and the data
     char* map;
     size_t mapBytes;
 };
 std::map<uintptr_t, Alloc> g_allocs;
 size_t g_allocated = 0;
 
-// Data end at a page boundary followed by an inaccessible page: reading or writing past the end
-// faults. The <= 255 bytes of alignment slack after the end and 256 bytes before the start hold a
-// canary checked after every kernel.
+size_t accounted(size_t bytes) { return (bytes + 255) / 256 * 256; }  // what the real driver's granularity would hold
+
+// [guard page][slack (canary)][data][guard page]: the data end flush against the trailing guard
+// page, so any read or write past the end faults, to the byte. The page-rounding slack lies before
+// the start: a write there is caught by its canary (checked after every kernel), a read or write
+// beyond it hits the leading guard page. The start is therefore aligned to the size's lowest set bit
+// (256 or more for every arena chunk, an element's size at least for any typed buffer), not
+// always to 256 as on the real driver; the kernels make no vector access that needs more.
 CUresult guarded_alloc(size_t bytes, CUdeviceptr* out)
 {
-    size_t rounded = (bytes + 255) / 256 * 256;
-    size_t dataPages = (rounded + kCanary + kPage - 1) / kPage * kPage;
+    size_t dataPages = (bytes + kPage - 1) / kPage * kPage;
     size_t mapBytes = dataPages + 2 * kPage;
     void* m = mmap(nullptr, mapBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -156,12 +160,11 @@ CUresult guarded_alloc(size_t bytes, CUdeviceptr* out)
         munmap(m, mapBytes);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    char* end = base + kPage + dataPages;
-    char* data = end - rounded;
-    std::memset(data - kCanary, kCanaryByte, kCanary);
-    std::memset(data + bytes, kCanaryByte, rounded - bytes);
-    g_allocs[(uintptr_t)data] = {bytes, rounded, base, mapBytes};
-    g_allocated += rounded;
+    size_t slack = dataPages - bytes;
+    char* data = base + kPage + slack;
+    std::memset(base + kPage, kCanaryByte, slack);
+    g_allocs[(uintptr_t)data] = {bytes, slack, base, mapBytes};
+    g_allocated += accounted(bytes);
     *out = (CUdeviceptr)(uintptr_t)data;
     return CUDA_SUCCESS;
 }
@@ -180,39 +183,51 @@ bool in_range(uintptr_t p, size_t bytes)
     return a && p + bytes <= a->first + a->second.bytes && p + bytes >= p;
 }
 
+// An address, against the allocation it lies in or the nearest one it missed (within 64 MB).
 std::string describe(uintptr_t addr)
 {
     char buf[256];
     auto it = g_allocs.upper_bound(addr);
     const std::pair<const uintptr_t, Alloc>* below = nullptr;
     if (it != g_allocs.begin()) below = &*std::prev(it);
+    constexpr uintptr_t kNear = 64u << 20;
+    uintptr_t past = below ? addr - below->first - below->second.bytes : ~uintptr_t(0);  // when addr >= below's end
+    uintptr_t before = it != g_allocs.end() ? it->first - addr : ~uintptr_t(0);
     if (below && addr < below->first + below->second.bytes)
         std::snprintf(buf, sizeof buf, "0x%llx (inside the %zu-byte allocation at 0x%llx)", (unsigned long long)addr,
                       below->second.bytes, (unsigned long long)below->first);
-    else if (below && addr < (uintptr_t)below->second.map + below->second.mapBytes)
+    else if (below && past <= before && past < kNear)
         std::snprintf(buf, sizeof buf, "0x%llx, %llu bytes past the end of the %zu-byte allocation at 0x%llx", (unsigned long long)addr,
-                      (unsigned long long)(addr - below->first - below->second.bytes), below->second.bytes, (unsigned long long)below->first);
-    else if (it != g_allocs.end() && addr >= (uintptr_t)it->second.map)
+                      (unsigned long long)past, below->second.bytes, (unsigned long long)below->first);
+    else if (before < kNear)
         std::snprintf(buf, sizeof buf, "0x%llx, %llu bytes before the %zu-byte allocation at 0x%llx", (unsigned long long)addr,
-                      (unsigned long long)(it->first - addr), it->second.bytes, (unsigned long long)it->first);
+                      (unsigned long long)before, it->second.bytes, (unsigned long long)it->first);
     else
         std::snprintf(buf, sizeof buf, "0x%llx (outside every device allocation)", (unsigned long long)addr);
     return buf;
 }
 
+// Writes into the slack before an allocation (reads and writes elsewhere outside it fault at once).
 std::string check_canaries()
 {
+    constexpr uint64_t kWord = 0x0101010101010101ull * kCanaryByte;
     for (auto& [p, a] : g_allocs)
     {
-        auto* d = (const unsigned char*)p;
-        for (size_t i = 0; i < kCanary; i++)
-            if (d[-(ptrdiff_t)kCanary + (ptrdiff_t)i] != kCanaryByte)
-                return "a write " + std::to_string(kCanary - i) + " bytes before the " + std::to_string(a.bytes) + "-byte allocation at " +
-                       describe(p);
-        for (size_t i = a.bytes; i < a.rounded; i++)
-            if (d[i] != kCanaryByte)
-                return "a write " + std::to_string(i - a.bytes) + " bytes past the end of the " + std::to_string(a.bytes) +
-                       "-byte allocation at " + describe(p);
+        auto* s = (const unsigned char*)p - a.slack;  // page-aligned: whole words first
+        size_t i = 0;
+        for (; i + 8 <= a.slack; i += 8)
+        {
+            uint64_t w;
+            std::memcpy(&w, s + i, 8);
+            if (w != kWord) break;
+        }
+        for (; i < a.slack; i++)
+            if (s[i] != kCanaryByte)
+            {
+                char at[32];
+                std::snprintf(at, sizeof at, "0x%llx", (unsigned long long)p);
+                return "a write " + std::to_string(a.slack - i) + " bytes before the " + std::to_string(a.bytes) + "-byte allocation at " + at;
+            }
     }
     return "";
 }
@@ -276,6 +291,8 @@ void make_sticky(int code, const std::string& why)
     {
         g_sticky = code;
         g_stickyWhy = why;
+        for (auto& t : kErrors)
+            if (t.code == code) g_stickyText = std::string(t.text) + "; emulated device: " + why;
         std::fprintf(stderr, "cuda stand-in (emulated device): %s\n", why.c_str());
     }
 }
@@ -478,6 +495,37 @@ void destroy_context_resources()
 }
 }  // namespace
 
+namespace
+{
+// LAYERFUSION_EMU_LAUNCH_LOG=FILE: one line per kernel launch (name, grid, block, each parameter as
+// an integer of its size) and per library GEMM, appended, for the audit of launch shapes
+// (tests/LayerFusion.Tests/Cuda/LaunchAuditTests.cs).
+void log_line(const std::string& line)
+{
+    static FILE* f = [] {
+        const char* p = std::getenv("LAYERFUSION_EMU_LAUNCH_LOG");
+        return p && *p ? std::fopen(p, "a") : nullptr;
+    }();
+    if (!f) return;
+    std::fputs((line + "\n").c_str(), f);
+    std::fflush(f);
+}
+
+void log_launch(const Function* f, dim3u g, dim3u b, const std::vector<unsigned char>& params, const std::vector<size_t>& offsets)
+{
+    std::string line = "kernel " + f->name;
+    for (unsigned v : {g.x, g.y, g.z, b.x, b.y, b.z}) line += " " + std::to_string(v);
+    for (int i = 0; i < f->info->count; i++)
+    {
+        const unsigned char* p = params.data() + offsets[i];
+        if (f->info->sizes[i] == 4) { int32_t v; std::memcpy(&v, p, 4); line += " " + std::to_string(v); }
+        else if (f->info->sizes[i] == 8) { int64_t v; std::memcpy(&v, p, 8); line += " " + std::to_string(v); }
+        else line += " -";
+    }
+    log_line(line);
+}
+}  // namespace
+
 // ==== the driver API ==================================================================================
 
 LFEMU_API CUresult cuInit(unsigned flags)
@@ -507,7 +555,11 @@ LFEMU_API CUresult cuGetErrorName(CUresult e, const char** s)
 
 LFEMU_API CUresult cuGetErrorString(CUresult e, const char** s)
 {
+    LOCK;
     if (!s) return CUDA_ERROR_INVALID_VALUE;
+    // the poisoned context's code: the standard text plus which kernel faulted where, so the
+    // failing call's exception names the fault (the string lives until the context is released)
+    if (g_sticky && e == g_sticky) { *s = g_stickyText.c_str(); return 0; }
     for (auto& t : kErrors)
         if (t.code == e) { *s = t.text; return 0; }
     *s = nullptr;
@@ -583,7 +635,13 @@ LFEMU_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d)
     NEED_INIT;
     if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
     if (g_primary.refs <= 0) return CUDA_ERROR_INVALID_CONTEXT;
-    if (--g_primary.refs == 0) destroy_context_resources();
+    if (--g_primary.refs == 0)
+    {
+        // the last reference destroys the context: the next retain gets a fresh, unpoisoned one
+        destroy_context_resources();
+        g_sticky = 0;
+        g_stickyWhy.clear();
+    }
     return 0;
 }
 
@@ -727,7 +785,7 @@ LFEMU_API CUresult cuMemFree_v2(CUdeviceptr p)
     auto it = g_allocs.find((uintptr_t)p);
     if (it == g_allocs.end()) return CUDA_ERROR_INVALID_VALUE;
     munmap(it->second.map, it->second.mapBytes);
-    g_allocated -= it->second.rounded;
+    g_allocated -= accounted(it->second.bytes);
     g_allocs.erase(it);
     return 0;
 }
@@ -951,6 +1009,7 @@ LFEMU_API CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned g
     }
     op.params.resize(pos + 16);
     for (int i = 0; i < f->info->count; i++) std::memcpy(op.params.data() + op.offsets[i], params[i], (size_t)f->info->sizes[i]);
+    log_launch(f, op.grid, op.block, op.params, op.offsets);
     return issue(s, std::move(op));
 }
 
@@ -1080,6 +1139,8 @@ LFEMU_API int lfemu_enqueue_host(void* h, lfemu_host_fn fn, void* ctx, void (*re
     op.hostFn = fn;
     return issue(s, std::move(op));
 }
+
+LFEMU_API void lfemu_log_line(const char* line) { LOCK; log_line(line); }
 
 // Called by library work as it runs: 0 when [ptr, ptr + bytes) lies in one allocation; else the
 // context is poisoned with CUDA_ERROR_ILLEGAL_ADDRESS, as a real out-of-bounds library kernel would.

@@ -59,6 +59,8 @@ inline size_t span(long long rows, long long cols, long long ld, int t)
 inline int run_gemm(void* ctx)
 {
     const Gemm& g = *(const Gemm*)ctx;
+    lfemu_log_line(("gemm " + std::string(g.what ? g.what : "?") + " " + std::to_string(g.m) + " " + std::to_string(g.n) + " " +
+                    std::to_string(g.k) + " " + std::to_string(g.batch)).c_str());
     long long ar = g.transa ? g.k : g.m, ac = g.transa ? g.m : g.k;
     long long br = g.transb ? g.n : g.k, bc = g.transb ? g.k : g.n;
     std::vector<float> A((size_t)g.m * g.k), B((size_t)g.n * g.k);

@@ -3,6 +3,7 @@
 // process (a fault poisons the context for the rest of the process, as on the hardware).
 //   selftest LIBDIR    exit status = number of failed checks
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
 #include <string>
@@ -28,6 +29,8 @@ typedef unsigned long long dptr;
 int cuInit_t(unsigned);
 int cuDeviceGet_t(int*, int);
 int cuDevicePrimaryCtxRetain_t(void**, int);
+int cuDevicePrimaryCtxRelease_v2_t(int);
+int cuGetErrorString_t(int, const char**);
 int cuCtxSetCurrent_t(void*);
 int cuStreamCreate_t(void**, unsigned);
 int cuStreamSynchronize_t(void*);
@@ -64,6 +67,8 @@ extern "C" __global__ void past_end(float* y, int n)
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     y[i + n + 1024] = 1.f;  // far beyond the allocation: the guard page
 }
+extern "C" __global__ void read_at(float* y, const float* x, long long at) { y[0] = x[at]; }
+extern "C" __global__ void write_at(float* x, long long at) { x[at] = 1.f; }
 )";
 
 int main(int argc, char** argv)
@@ -73,7 +78,7 @@ int main(int argc, char** argv)
     void* cu = lib(dir, "libcuda.so.1");
     void* nv = lib(dir, "libnvrtc.so.12");
     void* bl = lib(dir, "libcublas.so.12");
-    SYM(cu, cuInit); SYM(cu, cuDeviceGet); SYM(cu, cuDevicePrimaryCtxRetain); SYM(cu, cuCtxSetCurrent); SYM(cu, cuStreamCreate);
+    SYM(cu, cuInit); SYM(cu, cuDeviceGet); SYM(cu, cuDevicePrimaryCtxRetain); SYM(cu, cuDevicePrimaryCtxRelease_v2); SYM(cu, cuGetErrorString); SYM(cu, cuCtxSetCurrent); SYM(cu, cuStreamCreate);
     SYM(cu, cuStreamSynchronize); SYM(cu, cuMemAlloc_v2); SYM(cu, cuMemFree_v2); SYM(cu, cuMemcpyHtoDAsync_v2);
     SYM(cu, cuMemcpyDtoHAsync_v2); SYM(cu, cuModuleLoadData); SYM(cu, cuModuleGetFunction); SYM(cu, cuFuncSetAttribute);
     SYM(cu, cuLaunchKernel); SYM(cu, cuStreamBeginCapture_v2); SYM(cu, cuStreamEndCapture); SYM(cu, cuGraphInstantiateWithFlags);
@@ -187,6 +192,62 @@ int main(int argc, char** argv)
     int sync = cuStreamSynchronize(s);
     expect("out-of-bounds write: CUDA_ERROR_ILLEGAL_ADDRESS", rc ? rc : sync, 700);
     expect("... and the context stays poisoned", cuMemAlloc_v2(&z, 64), 700);
+    const char* text = nullptr;
+    cuGetErrorString(700, &text);
+    std::string why = text ? text : "";
+    std::printf("     cuGetErrorString(700): %s\n", why.c_str());
+    expect("... and cuGetErrorString(700) names the kernel and the allocation it missed",
+           why.find("kernel past_end") != std::string::npos && why.find("past the end of the 4000-byte allocation") != std::string::npos, 1);
+
+    // releasing the last reference destroys the poisoned context; the next retain gets a fresh one
+    void* readAt = nullptr;
+    void* writeAt = nullptr;
+    auto fresh = [&] {
+        cuDevicePrimaryCtxRelease_v2(dev);
+        cuDevicePrimaryCtxRetain(&ctx, dev);
+        cuCtxSetCurrent(ctx);
+        int r = cuStreamCreate(&s, 1) | cuModuleLoadData(&mod, image.data());
+        cuModuleGetFunction(&readAt, mod, "read_at");
+        cuModuleGetFunction(&writeAt, mod, "write_at");
+        r |= cuMemAlloc_v2(&x, N * 4) | cuMemAlloc_v2(&y, N * 4);
+        return r;
+    };
+    expect("a fresh context after the last release", fresh(), 0);
+    cuGetErrorString(700, &text);
+    expect("... where CUDA_ERROR_ILLEGAL_ADDRESS has its plain text again", std::string(text) == "an illegal memory access was encountered", 1);
+    // every byte outside the allocation faults: reads (x is 4000 bytes: 96 bytes of page slack before it)
+    auto launch = [&](void* fn, void** p) {
+        int r = cuLaunchKernel(fn, 1, 1, 1, 1, 1, 1, 0, s, p, nullptr);
+        return r ? r : cuStreamSynchronize(s);
+    };
+    long long at = N - 1;
+    void* readParams[] = {&y, &x, &at};
+    expect("read of the last element", launch(readAt, readParams), 0);
+    at = N;
+    expect("off-by-one read past the end: CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
+    fresh();
+    at = -1024;
+    expect("read 4096 bytes before the start: CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
+    fresh();
+    at = -25;
+    expect("read 100 bytes before the start (past the slack): CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
+    fresh();
+    void* writeParams[] = {&x, &at};
+    at = N;
+    expect("off-by-one write past the end: CUDA_ERROR_ILLEGAL_ADDRESS", launch(writeAt, writeParams), 700);
+    fresh();
+    at = -1;
+    expect("write one element before the start (in the slack): CUDA_ERROR_ILLEGAL_ADDRESS", launch(writeAt, writeParams), 700);
+    cuGetErrorString(700, &text);
+    expect("... named as a write 4 bytes before the allocation", std::string(text).find("a write 4 bytes before the 4000-byte") != std::string::npos, 1);
+    fresh();
+
+    // cuBLAS told to fail its creation (LAYERFUSION_EMU_CUBLAS_CREATE_STATUS, read by the stand-in only)
+    setenv("LAYERFUSION_EMU_CUBLAS_CREATE_STATUS", "3", 1);
+    void* failed = nullptr;
+    expect("cublasCreate told to refuse: status 3 (out of memory for its handle)", cublasCreate_v2(&failed), 3);
+    unsetenv("LAYERFUSION_EMU_CUBLAS_CREATE_STATUS");
+    expect("... and succeeds again without the variable", cublasCreate_v2(&failed), 0);
     std::printf("%s\n", failures ? "FAILED" : "OK");
     return failures;
 }

@@ -417,4 +417,5 @@ int lfemu_enqueue_host(void* stream, lfemu_host_fn fn, void* ctx, void (*release
 int lfemu_check_range(unsigned long long ptr, size_t bytes, const char* what);
 int lfemu_has_context(void);
 int lfemu_stream_valid(void* stream);
+void lfemu_log_line(const char* line);
 }

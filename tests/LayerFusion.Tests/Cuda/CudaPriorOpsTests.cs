@@ -90,6 +90,20 @@ public class CudaPriorOpsTests(CudaFixture fx) : IClassFixture<CudaFixture>
         var (softC, hardC) = cpu.PriorMasks(d1c, cc, 10f);
         using (softG) using (hardG) using (softC) using (hardC)
         {
+            // both rows of s' at once: one block per row of 63, each block's pass over its row partial
+            using (var c2g = ops.FromHost([.. c, .. c], rows, m))
+            using (var c2c = cpu.FromHost([.. c, .. c], rows, m))
+            using (var d2c = cpu.FromHost(ops.ToHost(dg), rows, m))
+            {
+                var (soft2G, hard2G) = ops.PriorMasks(dg, c2g, 10f);
+                var (soft2C, hard2C) = cpu.PriorMasks(d2c, c2c, 10f);
+                using (soft2G) using (hard2G) using (soft2C) using (hard2C)
+                {
+                    Assert.True(Rel(ops.ToHost(soft2G), cpu.ToHost(soft2C)) < bound, "mask_soft, 2 rows");
+                    Assert.True(Rel(ops.ToHost(hard2G), cpu.ToHost(hard2C)) < bound, "mask_hard, 2 rows");
+                }
+            }
+
             Assert.True(Rel(ops.ToHost(softG), cpu.ToHost(softC)) < bound, "mask_soft");
             Assert.True(Rel(ops.ToHost(hardG), cpu.ToHost(hardC)) < bound, "mask_hard");
 

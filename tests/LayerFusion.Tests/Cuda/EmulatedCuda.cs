@@ -71,24 +71,39 @@ public sealed class EmulatedCuda
     public static bool RanWithoutTheStandIns(string testClass, string method)
     {
         if (!Active) return false;
+        var (code, log) = RunTestsInChild(["-method", $"{testClass}.{method}"], env =>
+        {
+            foreach (var v in new[] { NativeLibraries.LibDirVariable, "LAYERFUSION_EMU_TEST_LOG", "LAYERFUSION_KERNEL_CACHE" })
+                env.Remove(v);
+            env["LAYERFUSION_EMULATED_CUDA"] = "0";
+        });
+        Assert.True(code == 0 && log.Contains("Total: 1, Errors: 0, Failed: 0, Skipped: 0", StringComparison.Ordinal),
+            $"{method} in a process without the stand-in CUDA libraries:\n{log}");
+        return true;
+    }
+
+    /// <summary>
+    /// Runs this test assembly in a child process with the xunit v3 runner's own options
+    /// (<paramref name="runnerArgs"/>: -method, -class, -explicit ...) and the environment
+    /// <paramref name="edit"/> makes; the exit code and the whole console log.
+    /// </summary>
+    public static (int ExitCode, string Log) RunTestsInChild(string[] runnerArgs, Action<IDictionary<string, string?>> edit)
+    {
         var dll = typeof(EmulatedCuda).Assembly.Location;
         var apphost = Path.ChangeExtension(dll, null);
-        string[] filter = ["-method", $"{testClass}.{method}", "-noColor"];  // the xunit v3 runner's own options
-        var psi = new ProcessStartInfo(File.Exists(apphost) ? apphost : "dotnet", File.Exists(apphost) ? filter : ["exec", dll, .. filter])
+        string[] args = [.. runnerArgs, "-noColor"];
+        var psi = new ProcessStartInfo(File.Exists(apphost) ? apphost : "dotnet", File.Exists(apphost) ? args : ["exec", dll, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (var v in new[] { NativeLibraries.LibDirVariable, "LAYERFUSION_EMU_TEST_LOG", "LAYERFUSION_KERNEL_CACHE" })
-            psi.Environment.Remove(v);
-        psi.Environment["LAYERFUSION_EMULATED_CUDA"] = "0";
+        psi.Environment.Remove("LAYERFUSION_EMU_TEST_LOG");  // the child's tests are not this run's emulated tests
+        edit(psi.Environment);
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         var log = p.StandardOutput.ReadToEnd() + err.Result;
         p.WaitForExit();
-        Assert.True(p.ExitCode == 0 && log.Contains("Total: 1, Errors: 0, Failed: 0, Skipped: 0", StringComparison.Ordinal),
-            $"{method} in a process without the stand-in CUDA libraries:\n{log}");
-        return true;
+        return (p.ExitCode, log);
     }
 
     public static string EmulatorCache()

@@ -18,14 +18,21 @@ namespace LayerFusion.Tests.CudaModels;
 public abstract class ModelPairFixture : IDisposable
 {
     readonly TinyLayerFusionModel _model = new();
-    readonly IOps? _main, _vae;
-    readonly string _reason;
+    readonly Func<((IOps Main, IOps Vae)? Pair, string Reason)> _create;
+    IOps? _main, _vae;
+    string _reason;
     LayerFusionPipeline? _cpuPipe, _gpuPipe;
 
-    protected ModelPairFixture((IOps Main, IOps Vae)? pair, string reason)
+    protected ModelPairFixture(Func<((IOps Main, IOps Vae)? Pair, string Reason)> create)
     {
-        (_main, _vae) = pair is { } p ? (p.Main, p.Vae) : (null, null);
-        _reason = reason;
+        _create = create;
+        (_main, _vae, _reason) = Open();
+    }
+
+    (IOps?, IOps?, string) Open()
+    {
+        var (pair, reason) = _create();
+        return pair is { } p ? (p.Main, p.Vae, reason) : (null, null, reason);
     }
 
     public TinyLayerFusionModel Model => _model;
@@ -33,11 +40,25 @@ public abstract class ModelPairFixture : IDisposable
 
     LayerDiffuseFiles Files => new(_model.Files.DenseAttention, _model.Files.TransparentDecoder);
 
-    /// <summary>The fp16 backend and the fp32 VAE backend, or the test is reported as skipped.</summary>
+    /// <summary>
+    /// The fp16 backend and the fp32 VAE backend, or the test is reported as skipped. After an
+    /// earlier test's fault poisoned the context, the pair (and the pipeline loaded on it) is dropped
+    /// and built afresh on a new context (<see cref="LayerFusion.Tests.Cuda.CudaFixture"/>).
+    /// </summary>
     public (IOps Main, IOps Vae) Gpu()
     {
         Requires.Device(_main is not null && _vae is not null, _reason);
-        if (_main is CudaOps) LayerFusion.Tests.Cuda.EmulatedCuda.NoteTestRuns();
+        if (_main is CudaOps cuda)
+        {
+            LayerFusion.Tests.Cuda.EmulatedCuda.NoteTestRuns();
+            lock (_model)
+                if (LayerFusion.Tests.Cuda.DeviceFaults.Poisoned(cuda.Device) is { } fault)
+                {
+                    DisposeGpu();
+                    (_main, _vae, _reason) = Open();
+                    Requires.Device(_main is not null && _vae is not null, $"reopening after an earlier test's fault ({fault}): {_reason}");
+                }
+        }
         return (_main, _vae);
     }
 
@@ -52,36 +73,37 @@ public abstract class ModelPairFixture : IDisposable
         lock (_model) return _gpuPipe ??= LayerFusionPipeline.Load(main, _model.Dir, Files, vae);
     }
 
-    public void Dispose()
+    void DisposeGpu()
     {
         _gpuPipe?.Dispose();
-        _cpuPipe?.Dispose();
+        _gpuPipe = null;
         (_vae as IDisposable)?.Dispose();
         (_main as IDisposable)?.Dispose();
+    }
+
+    public void Dispose()
+    {
+        DisposeGpu();
+        _cpuPipe?.Dispose();
         _model.Dispose();
     }
 }
 
 /// <summary>The CUDA pair; both instances poison every output before its kernel writes it.</summary>
-public sealed class CudaModelFixture() : ModelPairFixture(Create(out var reason), reason)
+public sealed class CudaModelFixture() : ModelPairFixture(Create)
 {
-    static (IOps, IOps)? Create(out string reason)
+    static ((IOps, IOps)?, string) Create()
     {
         var main = CudaOps.TryCreate(StorageType.F16, out var why);
-        if (main is null)
-        {
-            reason = why;
-            return null;
-        }
-        reason = "";
+        if (main is null) return (null, why);
         main.PoisonOutputs = true;
-        return (main, new CudaOps(main.Device, StorageType.F32, main.Cache) { PoisonOutputs = true });
+        return ((main, new CudaOps(main.Device, StorageType.F32, main.Cache) { PoisonOutputs = true }), "");
     }
 }
 
 /// <summary>The host-side stand-in pair (<see cref="CudaContractOps"/>): runs everywhere.</summary>
-public sealed class CudaContractFixture() : ModelPairFixture(
-    (new CudaContractOps(new CpuBackend(), StorageType.F16), new CudaContractOps(new CpuBackend(), StorageType.F32)), "");
+public sealed class CudaContractFixture() : ModelPairFixture(() =>
+    ((new CudaContractOps(new CpuBackend(), StorageType.F16), new CudaContractOps(new CpuBackend(), StorageType.F32)), ""));
 
 /// <summary>Error metric and report of the model-level checks.</summary>
 internal static class ModelParity
