@@ -39,7 +39,7 @@ internal static class MakeTinyCommand
             {
                 TinyCheckpoint.Write(temp, kind, s, type, configs);
                 interrupts.Token.ThrowIfCancellationRequested();
-                LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, s, type, decoder: Shared.BuiltInModel.TinyDecoderFor(configs));
+                LayerDiffuseTiny.WriteAll(temp, configs.UnetConfig, s, type, decoder: TinyDecoderFor(configs));
                 interrupts.Token.ThrowIfCancellationRequested();
             }, "make-tiny");
             parse.InvocationConfiguration.Output.WriteLine(
@@ -63,4 +63,8 @@ internal static class MakeTinyCommand
         "f32" or "fp32" or "float32" => DType.F32,
         _ => throw new UserInputException($"--dtype must be f16, bf16 or f32, not '{s}'"),
     };
+
+    /// <summary>The tiny transparent decoder with its latent injected at the tiny VAE's scale (so `generate` can decode it).</summary>
+    static WeightsLoader.Configs.TransparentDecoderConfig TinyDecoderFor(TinyConfigs configs) =>
+        LayerDiffuseTiny.TinyDecoderConfig with { LatentInjectLevel = int.Log2(1 << (configs.VaeConfig.BlockOutChannels.Length - 1)) };
 }

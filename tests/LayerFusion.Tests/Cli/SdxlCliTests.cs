@@ -190,79 +190,14 @@ public sealed class SdxlCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     }
 
     [Fact]
-    public void WithoutModelTheBuiltInTinyCheckpointIsWrittenOnceAndUsed()
+    public void WithoutModelTheBuiltInDemoModelIsUsedAtItsTrainingSize()
     {
-        string home = Path.Combine(tiny.Root, "home");
-        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
-        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", home);
-        try
-        {
-            var first = Run("sdxl", "--prompt", "hello", "--steps", "1", "--out", Out("builtin1.png"));
-            Assert.True(first.Code == 0, first.Err);
-            Assert.Single(Lines(first.Err));
-            Assert.Contains("wrote the built-in tiny checkpoint", first.Err);
-            Assert.True(File.Exists(Path.Combine(home, "tiny-sdxl", "model_index.json")));
-            Assert.DoesNotContain(Directory.GetDirectories(home), d => Path.GetFileName(d).StartsWith('.'));
-
-            var second = Run("sdxl", "--prompt", "hello", "--steps", "1", "--out", Out("builtin2.png"));
-            Assert.Equal(0, second.Code);
-            Assert.Single(Lines(second.Err));
-            Assert.Contains("using the built-in tiny checkpoint", second.Err);
-            Assert.Equal(File.ReadAllBytes(Out("builtin1.png")), File.ReadAllBytes(Out("builtin2.png")));
-            var image = PngFile.Read(Out("builtin1.png"));
-            Assert.Equal((64, 64), (image.Width, image.Height)); // the tiny UNet's sample_size x its VAE factor
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
-        }
-    }
-
-    // LAYERFUSION_HOME is process-wide: the tests that set it live in this class, so they never overlap.
-
-    [Fact]
-    public void ABadLayerFusionHomeIsNamed()
-    {
-        string file = Out("home-file");
-        File.WriteAllText(file, "x");
-        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
-        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", file);
-        try
-        {
-            var r = Run("sdxl", "-p", "x", "--steps", "1", "-o", Out("h.png"));
-            Assert.Equal(2, r.Code);
-            var line = Assert.Single(Lines(r.Err));
-            Assert.StartsWith("error: LAYERFUSION_HOME", line);
-            Assert.Contains("is a file, not a folder", line);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
-        }
-    }
-
-    [Fact]
-    public void AnInterruptWhileTheBuiltInModelIsWrittenLeavesNoLitter()
-    {
-        string home = Path.Combine(tiny.Root, "home-interrupted");
-        var old = Environment.GetEnvironmentVariable("LAYERFUSION_HOME");
-        Environment.SetEnvironmentVariable("LAYERFUSION_HOME", home);
-        try
-        {
-            var interrupts = new LayerFusion.Cli.Shared.Interrupts();
-            interrupts.Signal(143); // SIGTERM arrives while the checkpoint is being written: seen before the rename
-            var o = new StringWriter();
-            var e = new StringWriter();
-            int code = Program.Run(["sdxl", "-p", "x", "--steps", "1", "--backend", "cpu", "-o", Out("int.png")], o, e, interrupts);
-            Assert.Equal(143, code);
-            Assert.Contains("terminated", e.ToString());
-            Assert.False(Directory.Exists(Path.Combine(home, "tiny-sdxl")));
-            Assert.Empty(Directory.GetFileSystemEntries(home));
-            Assert.False(File.Exists(Out("int.png")));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("LAYERFUSION_HOME", old);
-        }
+        var r = Run("sdxl", "--prompt", "a green field", "--steps", "1", "--out", Out("builtin.png"));
+        Assert.True(r.Code == 0, r.Err);
+        var note = Assert.Single(Lines(r.Err));
+        Assert.StartsWith("note: no --model given: using the built-in demo model", note);
+        Assert.True(File.Exists(Path.Combine(LayerFusion.Cli.Shared.BuiltInModel.Folder(), "ld_diffusers_sdxl_vae_transparent_decoder.safetensors")));
+        var image = PngFile.Read(Out("builtin.png"));
+        Assert.Equal((64, 64), (image.Width, image.Height)); // the demo UNet's sample_size x its VAE factor
     }
 }

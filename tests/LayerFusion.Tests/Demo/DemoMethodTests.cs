@@ -3,44 +3,50 @@ using LayerFusion.Core.Fusion;
 namespace LayerFusion.Tests.Demo;
 
 /// <summary>
-/// Functional tests of the method on the demo model (tools/train-demo, models/demo): what LayerFusion
-/// is for, over the 16 fixed pairs of <see cref="DemoRuns"/>. Explicit (not run by default): the
-/// committed models/demo is under-trained (its UNet does not yet follow the prompts' colours, see
-/// tools/train-demo/README.md), so these fail on it; run them with `-- --explicit only` once a longer
-/// training run is shipped, then set each threshold below the distribution measured on that model
-/// (written beside it). The values below are placeholders, not measurements.
+/// Functional tests of the method on the built-in demo model (tools/train-demo, models/demo), over the
+/// 16 fixed pairs/seeds of <see cref="DemoRuns"/>. Thresholds sit below the distributions measured on
+/// the shipped model over three seed sets (the fixed seeds 0-15 and, with LAYERFUSION_DEMO_SEED_OFFSET,
+/// 100-115 and 200-215; docs/demo-measures.md), written beside each.
+/// The blend, prior and ablation tests are Explicit: on this toy model the blend does not work yet
+/// (its prior layer does not localize the object and its base UNet's two-caption composites are
+/// weak; docs/decisions.md "Demo model"), so they fail on it; they are the checks a better-trained
+/// demo model has to pass. Run them with `-- --explicit only`.
 /// </summary>
 public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
 {
-    DemoMeasure[] Ours => runs.Measures["ours"];
+    DemoMeasure[] Ours => runs.Measures("ours");
 
-    // Placeholders until a trained model is shipped (see the class comment); not measured values.
-    const int THRESH_ONE = 12, THRESH_COLOUR = 12, THRESH_BG_PAIRS = 2, THRESH_BLEND_PAIRS = 12;
-    const double THRESH_BLEND_MEAN = 0.5, THRESH_BLEND_PAIR = 0.3, THRESH_MASK = 0.3, THRESH_SVAR = 0.05, THRESH_CVAR = 0.05;
-
-    [Fact(Explicit = true)]
+    [Fact]
     public void ForegroundAlphaHoldsOneObjectOfPlausibleSizeInThePromptsColour()
     {
-        // measured: (to fill in on a trained model)
+        // measured (seed sets 0 / 100 / 200): one object 16/16, 16/16, 15/16; colour right 10/16, 9/16, 7/16
+        const int MinOneObject = 14, MinColour = 6;
         var m = Ours;
         int oneObject = m.Count(x => x.OneObject);
         int colour = m.Select((x, i) => x.FgColour == DemoRuns.Cases[i].Colour).Count(b => b);
-        Assert.True(oneObject >= THRESH_ONE, $"one object of plausible size in {oneObject}/16 FG layers");
-        Assert.True(colour >= THRESH_COLOUR, $"FG colour matches the prompt in {colour}/16");
+        Assert.True(oneObject >= MinOneObject, $"one object of plausible size in {oneObject}/16 FG layers");
+        Assert.True(colour >= MinColour, $"FG colour matches the prompt in {colour}/16: {string.Join(", ", m.Select(x => x.FgColour ?? "none"))}");
     }
 
-    [Fact(Explicit = true)]
+    [Fact]
     public void BackgroundHasNoObjectOfTheForegroundColour()
     {
-        // measured: (to fill in on a trained model)
+        // measured (seed sets 0 / 100 / 200): BG pixels of the FG colour > 1% in 0/16, 0/16, 0/16 pairs; mean leak 0.000 in each
+        const int MaxLeakingPairs = 1;
         var leaks = Ours.Select(x => x.BgLeak).ToArray();
-        Assert.True(leaks.Count(l => l > 0.01) <= THRESH_BG_PAIRS, $"BG pixels of the FG colour > 1% in {leaks.Count(l => l > 0.01)}/16: {string.Join(", ", leaks.Select(l => l.ToString("0.000")))}");
+        Assert.True(leaks.Count(l => l > 0.01) <= MaxLeakingPairs, $"BG pixels of the FG colour > 1% in {leaks.Count(l => l > 0.01)}/16: {string.Join(", ", leaks.Select(l => l.ToString("0.000")))}");
     }
+
+    // Explicit: the checks the blend must pass once a demo model's blend works. Measured on the shipped
+    // model (seed sets 0 / 100): mean blend IoU 0.011 / 0.023, mean mask_hard IoU 0.083 / 0.100;
+    // --no-exclusion and ours both leak 0.000; --blend-attention none 0.000 vs ours 0.011 blend IoU;
+    // d = 1 softness 0.864 vs 0.224. The thresholds are what the method should give, not measured.
+    const double THRESH_BLEND_MEAN = 0.5, THRESH_BLEND_PAIR = 0.3, THRESH_MASK = 0.3, THRESH_SVAR = 0.05, THRESH_CVAR = 0.05;
+    const int THRESH_BLEND_PAIRS = 12;
 
     [Fact(Explicit = true)]
     public void BlendHoldsTheObjectWhereForegroundAlphaIsOpaque()
     {
-        // measured: (to fill in on a trained model)
         var iou = Ours.Select(x => x.BlendIoU).ToArray();
         Assert.True(iou.Average() >= THRESH_BLEND_MEAN, $"mean IoU(FG alpha > 0.5, blend pixels of the FG colour) {iou.Average():0.000}");
         Assert.True(iou.Count(v => v >= THRESH_BLEND_PAIR) >= THRESH_BLEND_PAIRS, $"pairs with IoU >= THRESH_BLEND_PAIR: {iou.Count(v => v >= THRESH_BLEND_PAIR)}/16");
@@ -49,32 +55,30 @@ public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
     [Fact(Explicit = true)]
     public void PriorsMaskTheObjectAndAreNotUniform()
     {
-        // measured: (to fill in on a trained model)
         var m = Ours;
         Assert.True(m.Average(x => x.MaskHardIoU) >= THRESH_MASK, $"mean IoU(mask_hard at t = 0.8T, FG alpha) {m.Average(x => x.MaskHardIoU):0.000}");
         Assert.All(m, x => Assert.True(x.SPrimeVariation > THRESH_SVAR && x.ContentVariation > THRESH_CVAR, $"s' variation {x.SPrimeVariation:0.000}, c variation {x.ContentVariation:0.000}"));
-        foreach (var r in runs.Results["ours"]) Assert.InRange(r.Priors!.Timestep, 700f, 900f);
+        foreach (var r in runs.Results("ours")) Assert.InRange(r.Priors!.Timestep, 700f, 900f);
     }
 
     [Fact(Explicit = true)]
     public void AblationsMoveTheMeasuresInThePapersDirection()
     {
-        // measured: (to fill in on a trained model)
-        double leakOurs = Ours.Average(x => x.BgLeak), leakNoExcl = runs.Measures["no-exclusion"].Average(x => x.BgLeak);
+        double leakOurs = Ours.Average(x => x.BgLeak), leakNoExcl = runs.Measures("no-exclusion").Average(x => x.BgLeak);
         Assert.True(leakNoExcl > leakOurs, $"--no-exclusion mean BG leak {leakNoExcl:0.0000} should exceed ours {leakOurs:0.0000}");
-        double iouOurs = Ours.Average(x => x.BlendIoU), iouNone = runs.Measures["blend-attention none"].Average(x => x.BlendIoU);
+        double iouOurs = Ours.Average(x => x.BlendIoU), iouNone = runs.Measures("blend-attention none").Average(x => x.BlendIoU);
         Assert.True(iouNone < iouOurs, $"--blend-attention none mean blend IoU {iouNone:0.000} should be below ours {iouOurs:0.000}");
-        double softOurs = Ours.Average(x => x.MaskHardSoftness), softD1 = runs.Measures["d=1"].Average(x => x.MaskHardSoftness);
+        double softOurs = Ours.Average(x => x.MaskHardSoftness), softD1 = runs.Measures("d=1").Average(x => x.MaskHardSoftness);
         Assert.True(softD1 > softOurs + 0.2, $"d = 1 mask_hard softness {softD1:0.000} should clearly exceed d = 10's {softOurs:0.000}");
     }
 
-    [Fact(Explicit = true)]
+    [Fact]
     public void ComposeMovesTheForegroundCleanly()
     {
         const int dx = 9, dy = -7;
-        for (int k = 0; k < runs.Results["ours"].Length; k++)
+        for (int k = 0; k < runs.Results("ours").Length; k++)
         {
-            var r = runs.Results["ours"][k];
+            var r = runs.Results("ours")[k];
             var moved = LayerCompose.Compose(r.Foreground, r.Background, dx, dy);
             int w = r.Foreground.Width, h = r.Foreground.Height;
             for (int y = 0; y < h; y++)

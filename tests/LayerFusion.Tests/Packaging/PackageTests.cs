@@ -74,6 +74,8 @@ public sealed class PackageTests : IDisposable
                 Assert.Contains(zip.Entries, e => e.FullName.EndsWith("DotnetToolSettings.xml", StringComparison.Ordinal));
                 var settings = XDocument.Load(zip.Entries.Single(e => e.FullName.EndsWith("DotnetToolSettings.xml", StringComparison.Ordinal)).Open());
                 Assert.Equal("layerfusion", settings.Descendants().Single(x => x.Name.LocalName == "Command").Attribute("Name")?.Value);
+                // the built-in demo model travels inside the tool
+                Assert.Contains(zip.Entries, e => e.FullName.EndsWith("/models/demo/unet/diffusion_pytorch_model.safetensors", StringComparison.Ordinal));
             }
             else
             {
@@ -153,6 +155,11 @@ public sealed class PackageTests : IDisposable
         var gen = Exec(tool, _tmp.Path, null, "sdxl", "-m", model, "-p", "a lighthouse", "--steps", "1", "-W", "32", "-H", "32", "--backend", "cpu", "-o", _tmp.Sub("tool.png"));
         Assert.True(gen.Code == 0, gen.Out);
         Assert.Equal((32, 32, 3), Dims(PngFile.Read(_tmp.Sub("tool.png"))));
+        // no --model: the installed tool finds its built-in demo model
+        var builtIn = Exec(tool, _tmp.Path, null, "sdxl", "-p", "a green field", "--steps", "1", "--backend", "cpu", "-o", _tmp.Sub("tool-demo.png"));
+        Assert.True(builtIn.Code == 0, builtIn.Out);
+        Assert.Contains("built-in demo model", builtIn.Out);
+        Assert.Equal((64, 64, 3), Dims(PngFile.Read(_tmp.Sub("tool-demo.png"))));
     }
 
     const string Version = "0.1.0";
