@@ -22,7 +22,7 @@ internal static class GenerateCommand
         var blend = new Option<string?>("--blend", "--blend-prompt") { Description = "Prompt of the blended image (default: \"<fg>, <bg>\")." };
         var negative = CliOptions.Negative();
         negative.Description = "Negative prompt for all three streams (empty: zero embeddings).";
-        var model = new Option<string?>("--model", "-m") { Description = "SDXL checkpoint: a diffusers folder or a single .safetensors file. Default: the built-in tiny checkpoint with its LayerDiffuse files." };
+        var model = new Option<string?>("--model", "-m") { Description = "SDXL checkpoint: a diffusers folder or a single .safetensors file. Default: the built-in demo model (models/demo) with its LayerDiffuse files." };
         var layerDiffuse = new Option<string[]>("--layerdiffuse")
         {
             Description = "LayerDiffuse files: a folder holding them, or the attention file (dense ld_diffusers_sdxl_attn or LoRA layer_xl_transparent_attn) " +

@@ -20,7 +20,7 @@ internal static class SdxlCommand
 
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "SDXL checkpoint: a diffusers folder or a single .safetensors file. Default: a built-in tiny checkpoint (random weights), written on first use." };
+        var model = new Option<string?>("--model", "-m") { Description = "SDXL checkpoint: a diffusers folder or a single .safetensors file. Default: the built-in demo model (models/demo: coloured shapes over backgrounds, 64x64)." };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt (required unless --prompt-file is given)." };
         var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from this UTF-8 text file instead." };
         var negative = CliOptions.Negative();

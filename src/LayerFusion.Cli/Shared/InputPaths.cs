@@ -20,7 +20,7 @@ internal static class InputPaths
     public static string? Model(string? model, string option = "--model")
     {
         if (model is null) return null;
-        if (model.Length == 0) throw new UserInputException($"{option} is empty; give a diffusers folder or a .safetensors file (or leave it out for the built-in tiny model)");
+        if (model.Length == 0) throw new UserInputException($"{option} is empty; give a diffusers folder or a .safetensors file (or leave it out for the built-in demo model)");
         if (Directory.Exists(model)) return model;
         if (!File.Exists(model)) throw new UserInputException($"{option} '{model}': no such file or folder (the SDXL checkpoint: a diffusers folder or a .safetensors file)");
         var kind = Sniff(model);
