@@ -46,8 +46,19 @@ public static class UNetMemoryProbe
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"unet-mem {size}x{size}, {threads} threads: fp32 weights {weightBytes / Gi:F2} GiB; GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}, latency {System.Runtime.GCSettings.LatencyMode}, pool bound {CpuArrayPool.MaxPooledBytes >> 20} MiB, weights on the {(ops.PinWeights ? "POH" : "LOH")}"));
         Console.WriteLine("at       | RSS    anon   file  | GC heap committed frag | gen2   LOH    POH   | pool  | gen2 GCs");
+        var missSites = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
         for (int e = 1; e <= evals; e++)
         {
+            // from the second evaluation on every miss is an output some earlier one never returned: where from
+            if (e == 2 && args.Contains("--miss-sites"))
+                CpuArrayPool.OnMiss = len =>
+                {
+                    var frames = new StackTrace().GetFrames().Select(f => f.GetMethod()).Where(mb => mb?.DeclaringType != null)
+                        .Select(mb => mb!.DeclaringType!.Name + "." + mb.Name)
+                        .Where(n => !n.StartsWith("CpuArrayPool", StringComparison.Ordinal) && !n.StartsWith("CpuTensor", StringComparison.Ordinal)
+                            && !n.StartsWith("UNetMemoryProbe", StringComparison.Ordinal)).Take(4);
+                    missSites.AddOrUpdate(string.Join(" < ", frames) + $" [{4.0 * len / (1 << 20):F1} MiB]", 1, (_, c) => c + 1);
+                };
             Sample? peak = null;
             using var stop = new CancellationTokenSource();
             var sampler = Task.Run(async () =>
@@ -65,8 +76,11 @@ public static class UNetMemoryProbe
             sampler.Wait();
             Print($"eval {e} peak", peak!);
             Print($"eval {e} end", Take());
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  eval {e}: {sw.Elapsed.TotalSeconds:F1} s, VmHWM {Status("VmHWM") / Gi:F2} GiB"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  eval {e}: {sw.Elapsed.TotalSeconds:F1} s, VmHWM {Status("VmHWM") / Gi:F2} GiB, pool misses so far {CpuArrayPool.Misses}"));
+            Console.WriteLine("  pool after it (MiB x count): " + string.Join(", ", CpuArrayPool.Contents().Take(12)
+                .Select(c => string.Create(CultureInfo.InvariantCulture, $"{4.0 * c.Length / (1 << 20):F1} x {c.Count}"))));
         }
+        foreach (var kv in missSites.OrderByDescending(kv => kv.Value)) Console.WriteLine($"  miss x{kv.Value}: {kv.Key}");
         return 0;
     }
 
