@@ -84,6 +84,7 @@ public static class OpTable
     {
         int threads = Environment.ProcessorCount, repeats = 5;
         string? json = null, filter = null;
+        int? flashMinKeys = null, flashBlock = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -92,11 +93,18 @@ public static class OpTable
                 case "--repeats": repeats = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--json": json = args[++i]; break;
                 case "--filter": filter = args[++i]; break;
+                // the attention's streamed path (CpuOps.FlashMinKeys / FlashKeyBlock), for measuring it against the whole-row path
+                case "--flash-min-keys": flashMinKeys = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--flash-block": flashBlock = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 default: Console.Error.WriteLine($"error: unknown option {args[i]}"); return 2;
             }
         }
         if (repeats < 3) { Console.Error.WriteLine("error: --repeats must be at least 3"); return 2; }
-        var ops = new CpuOps(threads);
+        var defaults = new CpuOps(threads);
+        var ops = new CpuOps(threads)
+        {
+            FlashMinKeys = flashMinKeys ?? defaults.FlashMinKeys, FlashKeyBlock = flashBlock ?? defaults.FlashKeyBlock,
+        };
         var rows = new List<Row>();
         foreach (var c in Cases())
         {

@@ -12,6 +12,7 @@ public static class Program
             if (args.Length > 0 && args[0] == "ops") return OpTable.Run(args[1..]);
             if (args.Length > 0 && args[0] == "unet-write") return UNetSideBySide.Write(args[1..]);
             if (args.Length > 0 && args[0] == "unet-run") return UNetSideBySide.Run(args[1..]);
+            if (args.Length > 0 && args[0] == "unet-mem") return UNetMemoryProbe.Run(args[1..]);
         }
         catch (LayerFusion.WeightsLoader.UserInputException e)
         {

@@ -7,7 +7,8 @@ namespace LayerFusion.Cpu;
 // streamed twin of kernels/attention_priors.cu: one task owns a tile of query rows of one batch row
 // and sweeps every head over it, so the head-mean of the tile's probabilities exists (tile x N
 // floats, never M x N) before it is squared; the output is computed from the same probabilities in
-// the same GEMMs as Attention, so it equals Attention's bit for bit.
+// the same GEMMs as Attention, so it equals Attention's bit for bit up to Attention's FlashMinKeys
+// (above, Attention streams the softmax over key blocks; both stay within fp32 rounding of float64).
 public sealed partial class CpuOps
 {
     public PriorAttentionOutputs PriorAttention(Tensor q, Tensor k, Tensor v, int heads, bool sparsity, int column)

@@ -89,6 +89,10 @@ public sealed partial class CpuOps : IOps, IBackendMemory
     /// <summary>fp32 copy of a checkpoint tensor; fp16 widened with F16C (TensorPrimitives), 10x the scalar
     /// loop, read chunk by chunk (file-backed tensors read only each chunk's byte range), so the
     /// checkpoint is never held whole beside its fp32 copy (peak RSS).</summary>
+    /// <summary>Weights on the pinned object heap, apart from the activations on the large-object heap
+    /// (see Upload).</summary>
+    internal bool PinWeights { get; init; } = true;
+
     public Tensor Upload(WeightTensor weight)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -96,7 +100,7 @@ public sealed partial class CpuOps : IOps, IBackendMemory
         float[] data;
         if (weight.DType == DType.F16 && BitConverter.IsLittleEndian)
         {
-            data = GC.AllocateUninitializedArray<float>(checked((int)weight.ElementCount));
+            data = GC.AllocateUninitializedArray<float>(checked((int)weight.ElementCount), pinned: PinWeights);
             // in chunks over the cores: the first touch of the fresh pages and the reads are most of
             // the cost, and they run in parallel
             const int Chunk = 1 << 18;
@@ -460,55 +464,6 @@ public sealed partial class CpuOps : IOps, IBackendMemory
         TensorPrimitives.Exp(dst, dst);
         float sum = TensorPrimitives.Sum(dst);
         TensorPrimitives.Multiply(dst, 1f / sum, dst);
-    }
-
-    public Tensor Attention(Tensor q, Tensor k, Tensor v, int heads, Tensor? keyBias = null, bool causal = false)
-    {
-        var cq = C(q, "Attention q"); var ck = C(k, "Attention k"); var cv = C(v, "Attention v");
-        if (cq.Rank != 3 || ck.Rank != 3 || cv.Rank != 3)
-            throw new ArgumentException($"Attention: q {Fmt(cq)}, k {Fmt(ck)}, v {Fmt(cv)} must be [B, T, H*D]");
-        int b = cq.Shape[0], m = cq.Shape[1], hd = cq.Shape[2], n = ck.Shape[1];
-        if (heads <= 0 || hd % heads != 0) throw new ArgumentException($"Attention: {hd} channels not divisible into {heads} heads");
-        if (ck.Shape[0] != b || cv.Shape[0] != b || ck.Shape[2] != hd || cv.Shape[2] != hd || cv.Shape[1] != n)
-            throw new ArgumentException($"Attention: q {Fmt(cq)}, k {Fmt(ck)}, v {Fmt(cv)} do not agree");
-        CpuTensor? kb = null;
-        if (keyBias != null)
-        {
-            kb = C(keyBias, "Attention keyBias");
-            if (kb.Rank != 2 || kb.Shape[0] != b || kb.Shape[1] != n)
-                throw new ArgumentException($"Attention: keyBias {Fmt(kb)} must be [{b}, {n}]");
-        }
-        int dh = hd / heads;
-        float scale = 1f / MathF.Sqrt(dh);
-        var y = New(b, m, hd);
-        if (y.Length == 0) return y;
-        // Tiles of query rows per (batch, head): S = scale * Q K^T and O = softmax(S) V as two GEMMs
-        // straight from the [B, T, H*D] layouts (leading dimension H*D), one score tile per task.
-        const int Mt = 64;
-        int tiles = (m + Mt - 1) / Mt;
-        var serial = new ParallelOptions { MaxDegreeOfParallelism = 1 };
-        For(b * heads * tiles, (long)Math.Min(Mt, m) * n * dh * 4, task =>
-        {
-            int tile = task % tiles, h = task / tiles % heads, bi = task / tiles / heads;
-            int i0 = tile * Mt, mt = Math.Min(Mt, m - i0);
-            var scores = System.Buffers.ArrayPool<float>.Shared.Rent(mt * n);
-            try
-            {
-                Gemm.Run(serial, mt, n, dh, cq.Data, cq.Offset + (bi * m + i0) * hd + h * dh, hd,
-                    ck.Data, ck.Offset + bi * n * hd + h * dh, hd, true, scores, 0, n, scale);
-                for (int r = 0; r < mt && n > 0; r++)
-                {
-                    var row = new Span<float>(scores, r * n, n);
-                    if (kb != null) TensorPrimitives.Add(row, new ReadOnlySpan<float>(kb.Data, kb.Offset + bi * n, n), row);
-                    if (causal && i0 + r + 1 < n) row[(i0 + r + 1)..].Fill(float.NegativeInfinity);
-                    SoftmaxRow(row, row);
-                }
-                Gemm.Run(serial, mt, dh, n, scores, 0, n, cv.Data, cv.Offset + bi * n * hd + h * dh, hd, false,
-                    y.Data, (bi * m + i0) * hd + h * dh, hd);
-            }
-            finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
-        });
-        return y;
     }
 
     // ---- resampling & embeddings ------------------------------------------------------------

@@ -8,7 +8,8 @@ namespace LayerFusion.Cpu;
 
 /// <summary>
 /// Single-precision GEMM: C[M, N] = alpha * A[M, K] @ op(B) (+ bias[N] broadcast over rows),
-/// with op(B) = B[K, N] or B[N, K]^T. All operands are row-major with explicit leading dims.
+/// with op(B) = B[K, N] or B[N, K]^T, and A stored as A[M, K] or, with transA, as A^T[K, M].
+/// All operands are row-major with explicit leading dims.
 /// Hand-written (no managed BLAS is available here): a BLIS-style blocked GEMM — B packed into
 /// KC x NR micro-panels (L1), A into MC x KC blocks of MR-row micro-panels (L2), and a register-blocked
 /// FMA micro-kernel (12 x 32 on 512-bit or 6 x 16 on 256-bit vectors); work split over (M block, N range) tasks.
@@ -30,21 +31,29 @@ internal static class Gemm
         float[] a, int aOff, int lda,
         float[] b, int bOff, int ldb, bool transB,
         float[] c, int cOff, int ldc,
-        float alpha = 1f, float[]? bias = null, int biasOff = 0)
+        float alpha = 1f, float[]? bias = null, int biasOff = 0, bool transA = false)
     {
         if (m == 0 || n == 0) return;
         if (k == 0 || !BlockedAvailable || (long)m * n * k < SmallWork)
-            Simple(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff);
+            Simple(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff, transA);
         else
-            Blocked(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff, Wide);
+            Blocked(po, m, n, k, a, aOff, lda, b, bOff, ldb, transB, c, cOff, ldc, alpha, bias, biasOff, Wide, transA);
     }
 
     /// <summary>Row-at-a-time reference path: dot products (transB) or axpy rows; also the fallback
     /// where 256-bit vectors are not hardware accelerated.</summary>
     internal static void Simple(ParallelOptions po, int m, int n, int k,
         float[] a, int aOff, int lda, float[] b, int bOff, int ldb, bool transB,
-        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff)
+        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool transA = false)
     {
+        if (transA && k > 0)
+        {
+            // row i of A is column i of the stored A^T: gathered once into a contiguous copy
+            var rows = new float[(long)m * k];
+            for (int p = 0; p < k; p++)
+                for (int i = 0; i < m; i++) rows[(long)i * k + p] = a[aOff + p * lda + i];
+            a = rows; aOff = 0; lda = k;
+        }
         void Row(int i)
         {
             var crow = new Span<float>(c, cOff + i * ldc, n);
@@ -72,9 +81,9 @@ internal static class Gemm
 
     internal static void Blocked(ParallelOptions po, int m, int n, int k,
         float[] a, int aOff, int lda, float[] b, int bOff, int ldb, bool transB,
-        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide) =>
+        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide, bool transA = false) =>
         Blocked(po, m, n, k, a, aOff, lda, (pc, kc, j0, nr, NR, dst, d) => PackB(b, bOff, ldb, transB, pc, kc, j0, nr, NR, dst, d),
-            c, cOff, ldc, alpha, bias, biasOff, wide);
+            c, cOff, ldc, alpha, bias, biasOff, wide, transA);
 
     /// <summary>C = alpha * A @ B (+ bias) where B exists only through <paramref name="packB"/> (implicit GEMM:
     /// a convolution packs its input patches straight from the image, no im2col matrix).</summary>
@@ -89,7 +98,7 @@ internal static class Gemm
 
     internal static unsafe void Blocked(ParallelOptions po, int m, int n, int k,
         float[] a, int aOff, int lda, BPacker packB,
-        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide)
+        float[] c, int cOff, int ldc, float alpha, float[]? bias, int biasOff, bool wide, bool transA = false)
     {
         int MR = wide ? 12 : 6, NR = wide ? 32 : 16;
         int dop = po.MaxDegreeOfParallelism > 0 ? po.MaxDegreeOfParallelism : Environment.ProcessorCount;
@@ -113,9 +122,9 @@ internal static class Gemm
                     int s0 = t * per, len = Math.Min(per, dim - s0);
                     if (splitN)
                         Blocked(serial, m, len, k, a, aOff, lda, (pc, kc, j0, nr, nR, dst, d) => packB(pc, kc, s0 + j0, nr, nR, dst, d),
-                            c, cOff + s0, ldc, alpha, bias, biasOff + s0, wide);
+                            c, cOff + s0, ldc, alpha, bias, biasOff + s0, wide, transA);
                     else
-                        Blocked(serial, len, n, k, a, aOff + s0 * lda, lda, packB, c, cOff + s0 * ldc, ldc, alpha, bias, biasOff, wide);
+                        Blocked(serial, len, n, k, a, aOff + (transA ? s0 : s0 * lda), lda, packB, c, cOff + s0 * ldc, ldc, alpha, bias, biasOff, wide, transA);
                 });
                 return;
             }
@@ -154,7 +163,8 @@ internal static class Gemm
                         float* edge = stackalloc float[12 * 32];
                         try
                         {
-                            PackA(a, aOff, lda, ic, mc, pc, kc, MR, aPack);
+                            if (transA) PackAT(a, aOff, lda, ic, mc, pc, kc, MR, aPack);
+                            else PackA(a, aOff, lda, ic, mc, pc, kc, MR, aPack);
                             fixed (float* ap = aPack, bp = bPack, cp = c)
                             {
                                 float* biasP = null;
@@ -287,6 +297,29 @@ internal static class Gemm
                         for (; r < mr; r++) dst[r] = src[rows[r] + p];
                         for (; r < MR; r++) dst[r] = 0f;
                     }
+                }
+            }
+        }
+    }
+
+    /// <summary>PackA's layout from a stored A^T (A[i, p] = a[aOff + p * lda + i]): each k step's MR rows are
+    /// contiguous in the source, so a panel row is one block copy (the attention's V^T: no gather).</summary>
+    static unsafe void PackAT(float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, int MR, float[] ap)
+    {
+        if (mc <= 0 || kc <= 0) return;
+        if ((long)aOff + (long)(pc + kc - 1) * lda + ic + mc > a.Length || RoundUp(mc, MR) * kc > ap.Length)
+            throw new ArgumentOutOfRangeException(nameof(a), "PackAT block outside its arrays");
+        fixed (float* src = a, dst0 = ap)
+        {
+            for (int ir = 0; ir < mc; ir += MR)
+            {
+                int mr = Math.Min(MR, mc - ir);
+                float* dst = dst0 + (long)ir * kc;
+                float* s = src + aOff + (long)pc * lda + ic + ir;
+                for (int p = 0; p < kc; p++, dst += MR, s += lda)
+                {
+                    Buffer.MemoryCopy(s, dst, 4L * MR, 4L * mr);
+                    for (int r = mr; r < MR; r++) dst[r] = 0f;
                 }
             }
         }

@@ -59,4 +59,35 @@ public class GemmTests
             AssertClose(y, reference);
         }
     }
+
+    /// <summary>A stored transposed (A^T[K, M], the attention's V^T): every path and tiling edge above.</summary>
+    [Theory, MemberData(nameof(Cases))]
+    public void Transposed_a_matches_float64(int m, int n, int k, bool transB, int dop, bool withBias)
+    {
+        var r = new Random(19500 + m * 7 + n * 3 + k + (transB ? 1 : 0));
+        int lda = m + 3, ldb = (transB ? k : n) + 2, ldc = n + 5;
+        var a = Rand(r, 4 + k * lda); var b = Rand(r, 2 + (transB ? n : k) * ldb); var bias = Rand(r, 1 + n);
+        float alpha = 1.25f;
+        var reference = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++) s += (double)a[4 + p * lda + i] * (transB ? b[2 + j * ldb + p] : b[2 + p * ldb + j]);
+                reference[i * n + j] = alpha * s + (withBias ? bias[1 + j] : 0);
+            }
+        var po = new ParallelOptions { MaxDegreeOfParallelism = dop };
+        foreach (var path in new[] { "wide", "narrow", "simple" })
+        {
+            var c = Rand(r, 3 + m * ldc);
+            var aCopy = a.ToArray();
+            if (path != "simple")
+                Gemm.Blocked(po, m, n, k, a, 4, lda, b, 2, ldb, transB, c, 3, ldc, alpha, withBias ? bias : null, 1, wide: path == "wide", transA: true);
+            else Gemm.Simple(po, m, n, k, a, 4, lda, b, 2, ldb, transB, c, 3, ldc, alpha, withBias ? bias : null, 1, transA: true);
+            Assert.Equal(aCopy, a);
+            var y = new float[m * n];
+            for (int i = 0; i < m; i++) Array.Copy(c, 3 + i * ldc, y, i * n, n);
+            AssertClose(y, reference);
+        }
+    }
 }
