@@ -300,7 +300,7 @@ static void test_conv_resample_shape()
     for (auto [dim, flip, shift] : {std::tuple{320, 1, 0.f}, std::tuple{256, 0, 1.f}, std::tuple{33, 1, 1.f}})
     {
         auto te = poisoned(4 * dim);
-        lf_emu_launch(lf_timestep_embedding, {grid1d(4 * dim)}, 256, 0, ts, te.data(), 4, dim, flip, shift, 1.f, std::log(10000.f));
+        lf_emu_launch(lf_timestep_embedding, {grid1d(4 * dim)}, 256, 0, ts, (const int*)nullptr, 0, 1, 1, te.data(), 4, dim, flip, shift, 1.f, std::log(10000.f));
         V tr(4 * dim, 0.0);
         int half = dim / 2;
         for (int r = 0; r < 4; r++)
