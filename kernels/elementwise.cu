@@ -27,6 +27,13 @@ extern "C" __global__ void lf_step_combine(const elem_t* x, const elem_t* y, ele
     LF_GRID_STRIDE(i, n) lf_store(out, i, y ? av * lf_load(x, i) + bv * lf_load(y, i) : av * lf_load(x, i));
 }
 
+// y [n] = rows[lf_step_row(*step), :] of rows [steps, n] (a stochastic sampler's noise, uploaded once).
+extern "C" __global__ void lf_step_select_row(const elem_t* rows, elem_t* y, lf_i64 n, const int* step, int steps)
+{
+    const elem_t* row = rows + (lf_i64)lf_step_row(*step, steps) * n;
+    LF_GRID_STRIDE(i, n) y[i] = row[i];
+}
+
 // step[0] += 1: the loop's step counter moves on the device, inside a captured step graph too.
 extern "C" __global__ void lf_step_advance(int* step)
 {

@@ -63,4 +63,15 @@ public sealed partial class CpuOps
     }
 
     public Tensor StepScale(Tensor x, StepScalar a) => Affine(x, Table(a, 1, "StepScale").Value(a, 0));
+
+    public Tensor StepRow(Tensor rows, StepScalars scalars)
+    {
+        var cr = C(rows, "StepRow rows");
+        if (scalars is not CpuStepScalars t) throw new ArgumentException("StepRow: the step table does not belong to the CPU backend");
+        if (cr.Rank < 2 || cr.Shape[0] != t.Steps) throw new ArgumentException($"StepRow: rows {Fmt(cr)} must be [{t.Steps}, ...]");
+        if (t.Step >= t.Steps) throw new InvalidOperationException($"step table read at step {t.Step}, past its {t.Steps} steps");
+        var y = New(cr.Shape[1..]);
+        cr.ReadOnlySpan.Slice(t.Step * y.Length, y.Length).CopyTo(y.Span);
+        return y;
+    }
 }

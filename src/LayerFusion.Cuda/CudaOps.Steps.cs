@@ -115,6 +115,19 @@ public sealed unsafe partial class CudaOps
         return z;
     }
 
+    public Tensor StepRow(Tensor rows, StepScalars scalars)
+    {
+        var r = Dev(rows);
+        if (scalars is not CudaStepScalars t || !ReferenceEquals(t.Owner, this))
+            throw new ArgumentException($"StepRow: the step table does not belong to backend {Name}");
+        if (r.Rank < 2 || r.Shape[0] != t.Steps) throw new ArgumentException($"StepRow: rows {ShapeUtil.Format(r.Shape)} must be [{t.Steps}, ...]");
+        var y = New(r.Shape[1..]);
+        if (y.ElementCount > 0)
+            Launch(Spec(KernelCatalog.Elementwise), "lf_step_select_row", Grid1D(y.ElementCount), Threads,
+                new KernelArgs().Ptr(r.Ptr).Ptr(y.Ptr).I64(y.ElementCount).Ptr(t.Counter).I32(t.Steps));
+        return y;
+    }
+
     /// <summary>Overwrites <paramref name="destination"/> with <paramref name="source"/> (device to device, stream-ordered).</summary>
     public void CopyInto(Tensor destination, Tensor source)
     {

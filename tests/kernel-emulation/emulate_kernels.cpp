@@ -113,6 +113,11 @@ static void test_elementwise()
         lf_emu_launch(lf_step_combine, {grid1d(n)}, 256, 0, x.e.data(), (const elem_t*)nullptr, ss.data(), n, table + 3, table + 3, &past, 4, 3);
         for (long long i = 0; i < n; i++) sr[i] = (double)table[11] * x.q[i];
         check("step_scale (clamped row)", ss, sr, bound);
+        auto rows = rand_buf(3 * n, 2);
+        auto sr2 = poisoned(n);
+        lf_emu_launch(lf_step_select_row, {grid1d(n)}, 256, 0, rows.e.data(), sr2.data(), n, &step, 3);
+        for (long long i = 0; i < n; i++) sr[i] = rows.q[2 * n + i];
+        check("step_select_row", sr2, sr, 1e-12);
     }
 
     const long long rows = 14, d = 40;

@@ -47,7 +47,7 @@ public sealed partial class LayerFusionPipeline
     /// <summary>
     /// On a backend with step graphs (CUDA): capture the second denoising step once and replay it for
     /// every later step (the first runs uncaptured: it loads the kernels and grows the step arena).
-    /// Applies with device samplers and without --dump-priors (whose step reads back). Default true;
+    /// Applies with device samplers (all but the SDE solvers) and without --dump-priors (whose step reads back). Default true;
     /// false runs every step op by op (CLI --no-cuda-graph), for comparison.
     /// </summary>
     public bool StepGraphs { get; set; } = true;
@@ -155,7 +155,7 @@ public sealed partial class LayerFusionPipeline
         try
         {
             for (int s = 0; s < x.Length; s++) x[s] = ops.FromHost(initial[s], 1, lc, lh, lw);
-            for (int s = 0; s < samplers.Length; s++) samplers[s]?.Bind(ops, table, firstColumn[s], [1, lc, lh, lw]);
+            for (int s = 0; s < samplers.Length; s++) samplers[s]?.Bind(ops, table, firstColumn[s], [1, lc, lh, lw], a.Noise[s]);
             for (int step = 0; step < steps; step++)
             {
                 ct.ThrowIfCancellationRequested();

@@ -395,7 +395,7 @@ public sealed class SdxlPipeline : IDisposable
             if (device is not null)
             {
                 var initial = latents;
-                latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, progress, clock, cancellationToken);
+                latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, noiseSource, progress, clock, cancellationToken);
                 // read back once at the end: the device loop's cheap non-finite check. Only on failure,
                 // one host-checked UNet call on the first step's input says whether the UNet is to blame.
                 if (latents.Any(v => !float.IsFinite(v)))
@@ -451,7 +451,7 @@ public sealed class SdxlPipeline : IDisposable
     public int LastGraphSteps { get; private set; }
 
     float[] DenoiseOnDevice(DeviceSampler sampler, float[] initial, int n, int lh, int lw, SdxlUnetConditioning conditioning, float guidanceScale,
-        IProgress<StepProgress>? progress, Stopwatch clock, CancellationToken ct)
+        INoiseSource noise, IProgress<StepProgress>? progress, Stopwatch clock, CancellationToken ct)
     {
         var scheduler = sampler.Host;
         int steps = scheduler.StepCount;
@@ -464,7 +464,7 @@ public sealed class SdxlPipeline : IDisposable
         var time = new UNetStepTime(table.Column(0), table.Constant(0), conditioning.TimeIds.Length);
         int[] shape = [n, LatentChannels, lh, lw];
         var x = Ops.FromHost(initial, shape);
-        sampler.Bind(Ops, table, 1, shape);
+        sampler.Bind(Ops, table, 1, shape, noise);
         var arena = Ops as IStepArena;
         IStepGraph? graph = null;
         LastGraphSteps = 0;

@@ -13,18 +13,20 @@ namespace LayerFusion.Core.Schedulers;
 /// 0), which lets a step be captured once as a graph and replayed. The host <see cref="IScheduler"/>
 /// stays the reference (float32 in torch's operation order); this form reassociates those products,
 /// so it matches to float32 rounding, not bit for bit.
-/// Covered: Euler (epsilon, v_prediction, sample), DPM-Solver++ 1S/2M (epsilon, v_prediction), DDIM
-/// with eta = 0 (epsilon, v_prediction, sample) without clip_sample. <see cref="TryCreate"/> returns
-/// null for anything else (e.g. clip_sample, whose clamp has no op), and the caller keeps the host step.
-/// A stochastic sampler (Euler ancestral, SDE solvers) fits the same shape with its per-step noise
-/// uploaded once as a [steps, ...] table before the loop and sliced per step.
+/// Covered: Euler (epsilon, v_prediction, sample), Euler ancestral (epsilon, v_prediction), DPM-Solver++
+/// 1S/2M (epsilon, v_prediction), DDIM with eta = 0 (epsilon, v_prediction, sample) without
+/// clip_sample. Euler ancestral's per-step noise is drawn before the loop from the generation's
+/// <see cref="INoiseSource"/> (the same values, in the same order, as the host step draws them),
+/// uploaded once as a [steps, ...] table and selected at the step counter. <see cref="TryCreate"/>
+/// returns null for anything else (the SDE solvers, clip_sample's clamp), and the caller keeps the host step.
 /// </summary>
 public sealed class DeviceSampler : IDisposable
 {
-    enum Kind { Euler, Dpm, Ddim }
+    enum Kind { Euler, Dpm, Ddim, EulerAncestral }
 
     // the columns of one sampler's block in the step table
     const int Scale = 0, A = 1, B = 2;                      // Euler, DDIM: a x + b m
+    const int Noise = 3, Unit = 4;                          // Euler ancestral: (a x + b m) + sigma_up z
     const int X0x = 1, X0m = 2, Yx = 3, Yx0 = 4, Yprev = 5, One = 6;  // DPM: x0 = .. x + .. m; y = (.. x + .. x0) + .. prev
 
     readonly IScheduler _host;
@@ -34,7 +36,7 @@ public sealed class DeviceSampler : IDisposable
     readonly SchedulerConfig _config;
     StepScalars? _table;
     int _first;
-    Tensor? _history;
+    Tensor? _history, _noise;
     int _nextStep;
 
     DeviceSampler(IScheduler host, Kind kind, SchedulerConfig config, int order)
@@ -52,8 +54,10 @@ public sealed class DeviceSampler : IDisposable
     {
         ArgumentNullException.ThrowIfNull(scheduler);
         ArgumentNullException.ThrowIfNull(config);
-        // stochastic samplers (Euler ancestral, the SDE solvers) keep the host step until their
-        // per-step noise has a device form; DpmSolverMultistepScheduler is one class for both kinds
+        // the SDE solvers keep the host step (their noise enters through a second history term that has
+        // no device form yet); DpmSolverMultistepScheduler is one class for both kinds
+        if (scheduler is EulerAncestralDiscreteScheduler && config.PredictionType is "epsilon" or "v_prediction")
+            return new DeviceSampler(scheduler, Kind.EulerAncestral, config, 1);
         if (scheduler.IsStochastic) return null;
         return scheduler switch
         {
@@ -68,7 +72,10 @@ public sealed class DeviceSampler : IDisposable
     public IScheduler Host => _host;
 
     /// <summary>How many per-step columns of the step table this sampler reads.</summary>
-    public int Columns => _kind == Kind.Dpm ? 7 : 3;
+    public int Columns => _kind switch { Kind.Dpm => 7, Kind.EulerAncestral => 5, _ => 3 };
+
+    /// <summary>Whether <see cref="Bind"/> needs the generation's noise source (a stochastic sampler).</summary>
+    public bool NeedsNoise => _kind == Kind.EulerAncestral;
 
     /// <summary>Writes this sampler's coefficients of every step into columns [first, first + Columns) of a row-major [steps, stride] table.</summary>
     public void WriteColumns(Span<float> table, int stride, int first)
@@ -84,6 +91,7 @@ public sealed class DeviceSampler : IDisposable
             {
                 case Kind.Euler: EulerRow(i, row); break;
                 case Kind.Dpm: DpmRow(i, row); break;
+                case Kind.EulerAncestral: AncestralRow(i, row); break;
                 default: DdimRow(i, row); break;
             }
         }
@@ -92,9 +100,11 @@ public sealed class DeviceSampler : IDisposable
     /// <summary>
     /// Reads the coefficients from <paramref name="table"/> (written by <see cref="WriteColumns"/> at
     /// <paramref name="first"/>) from now on. Call before the loop, outside any step: a multistep
-    /// sampler allocates its history of <paramref name="sampleShape"/> here (zeros, weighed 0 until it holds an x0).
+    /// sampler allocates its history of <paramref name="sampleShape"/> here (zeros, weighed 0 until it holds an x0),
+    /// a stochastic one draws every step's noise from <paramref name="noise"/> (in the order its host
+    /// step would) and uploads it.
     /// </summary>
-    public void Bind(IOps ops, StepScalars table, int first, int[] sampleShape)
+    public void Bind(IOps ops, StepScalars table, int first, int[] sampleShape, INoiseSource? noise = null)
     {
         ArgumentNullException.ThrowIfNull(ops);
         ArgumentNullException.ThrowIfNull(table);
@@ -104,6 +114,17 @@ public sealed class DeviceSampler : IDisposable
         _first = first;
         _history?.Dispose();
         _history = _kind == Kind.Dpm && _order == 2 ? ops.Zeros(sampleShape) : null;
+        _noise?.Dispose();
+        _noise = null;
+        if (NeedsNoise)
+        {
+            if (noise is null) throw new InvalidOperationException($"{_host.Name} is a stochastic sampler: Bind needs the generation's noise source");
+            long n = ShapeUtil.ElementCount(sampleShape);
+            var z = new float[checked((int)(n * _host.StepCount))];
+            // the stream's values depend only on their position, so one fill equals the host's per-step fills
+            noise.Fill(z);
+            _noise = ops.FromHost(z, [_host.StepCount, .. sampleShape]);
+        }
         _nextStep = 0;
     }
 
@@ -134,6 +155,12 @@ public sealed class DeviceSampler : IDisposable
         if (!modelOutput.Shape.AsSpan().SequenceEqual(sample.Shape))
             throw new ArgumentException($"{_host.Name}: model output {ShapeUtil.Format(modelOutput.Shape)} and sample {ShapeUtil.Format(sample.Shape)} differ");
         var ops = sample.Ops;
+        if (_kind == Kind.EulerAncestral)
+        {
+            using var prev = ops.StepCombine(sample, Col(A), modelOutput, Col(B));
+            using var z = ops.StepRow(_noise!, _table!);
+            return ops.StepCombine(prev, Col(Unit), z, Col(Noise));
+        }
         if (_kind != Kind.Dpm) return ops.StepCombine(sample, Col(A), modelOutput, Col(B));
         if (stepIndex != _nextStep)
             throw new InvalidOperationException($"{_host.Name} is a multistep sampler: expected step {_nextStep}, got {stepIndex}");
@@ -179,6 +206,26 @@ public sealed class DeviceSampler : IDisposable
             default:
                 (row[A], row[B]) = (1f + dt / sigma, -dt / sigma);
                 break;
+        }
+    }
+
+    void AncestralRow(int i, Span<float> row)
+    {
+        var sigmas = _host.Sigmas;
+        float sigma = sigmas[i], sigmaTo = sigmas[i + 1];
+        // the host step's float32 order (EulerAncestralDiscreteScheduler.Step)
+        float from2 = sigma * sigma, to2 = sigmaTo * sigmaTo;
+        float sigmaUp = MathF.Sqrt(to2 * (from2 - to2) / from2);
+        float sigmaDown = MathF.Sqrt(to2 - sigmaUp * sigmaUp);
+        float dt = sigmaDown - sigma;
+        row[Scale] = 1f / MathF.Sqrt(sigma * sigma + 1f);
+        row[Noise] = sigmaUp;
+        row[Unit] = 1f;
+        if (_prediction == "epsilon") (row[A], row[B]) = (1f, dt);
+        else
+        {
+            float s2p1 = sigma * sigma + 1f, c = -sigma / MathF.Sqrt(s2p1);
+            (row[A], row[B]) = (1f + dt / sigma * (1f - 1f / s2p1), -c * dt / sigma);
         }
     }
 
@@ -242,6 +289,8 @@ public sealed class DeviceSampler : IDisposable
     {
         _history?.Dispose();
         _history = null;
+        _noise?.Dispose();
+        _noise = null;
     }
 }
 

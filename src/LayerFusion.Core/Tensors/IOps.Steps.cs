@@ -78,4 +78,7 @@ public partial interface IOps
 
     /// <summary>a * x with a read from the step table.</summary>
     Tensor StepScale(Tensor x, StepScalar a);
+
+    /// <summary>Row [counter's step] of <paramref name="rows"/> [scalars.Steps, ...] (a stochastic sampler's noise table): [...].</summary>
+    Tensor StepRow(Tensor rows, StepScalars scalars);
 }

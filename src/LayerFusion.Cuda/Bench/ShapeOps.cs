@@ -236,4 +236,10 @@ public sealed class ShapeOps : IOps
     }
 
     public Tensor StepScale(Tensor x, StepScalar a) => T(x.Shape);
+
+    public Tensor StepRow(Tensor rows, StepScalars scalars)
+    {
+        Require(rows.Rank >= 2 && rows.Dim(0) == scalars.Steps, "StepRow", rows);
+        return T(rows.Shape[1..]);
+    }
 }

@@ -32,6 +32,25 @@ public class StepScalarsTests
     }
 
     [Fact]
+    public void StepRow_selects_the_counters_row()
+    {
+        var ops = Ops(1);
+        var rows = Rand(new Random(Random.Shared.Next()), 3 * 2 * 5);
+        using var table = ops.CreateStepScalars(new float[3], 3, 1, []);
+        using var rt = T(ops, rows, 3, 2, 5);
+        for (int step = 0; step < 3; step++)
+        {
+            using var r = ops.StepRow(rt, table);
+            Assert.Equal([2, 5], r.Shape);
+            Assert.Equal(rows.AsSpan(step * 10, 10).ToArray(), ops.ToHost(r));
+            ops.AdvanceStep(table);
+        }
+        Assert.Throws<InvalidOperationException>(() => ops.StepRow(rt, table));
+        using var wrong = T(ops, rows, 5, 6);
+        Assert.Throws<ArgumentException>(() => ops.StepRow(wrong, table));
+    }
+
+    [Fact]
     public void TimestepEmbedding_from_the_table_equals_the_host_array_form()
     {
         var ops = Ops(1);

@@ -132,6 +132,8 @@ public class CudaVsCpuOpsTests(CudaFixture fx) : IClassFixture<CudaFixture>
         var img2 = In(R((int)img.C.ElementCount, 2), img.C.Shape);
         Same("step combine", gpu.StepCombine(img.G, gt.Column(1), img2.G, gt.Column(2)), cpu.StepCombine(img.C, ct.Column(1), img2.C, ct.Column(2)));
         Same("step scale", gpu.StepScale(img.G, gt.Column(3)), cpu.StepScale(img.C, ct.Column(3)));
+        var noise = In(R(3 * 40), 3, 4, 10);
+        Same("step row", gpu.StepRow(noise.G, gt), cpu.StepRow(noise.C, ct));
         Same("timestep embedding (step column)", gpu.TimestepEmbedding(gt.Column(0), 1, 3, 320, true, 0f), cpu.TimestepEmbedding(ct.Column(0), 1, 3, 320, true, 0f));
         Same("timestep embedding (constants)", gpu.TimestepEmbedding(gt.Constant(0), 6, 1, 256, true, 0f), cpu.TimestepEmbedding(ct.Constant(0), 6, 1, 256, true, 0f));
 

@@ -192,6 +192,7 @@ internal sealed class CudaContractOps(IOps inner, StorageType storage, bool roun
         Out(nameof(TimestepEmbedding), inner.TimestepEmbedding(first, count, repeat, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
     public Tensor StepCombine(Tensor x, StepScalar a, Tensor y, StepScalar b) => Out(nameof(StepCombine), inner.StepCombine(In(x), a, In(y), b));
     public Tensor StepScale(Tensor x, StepScalar a) => Out(nameof(StepScale), inner.StepScale(In(x), a));
+    public Tensor StepRow(Tensor rows, StepScalars scalars) => Out(nameof(StepRow), inner.StepRow(In(rows), scalars));
 
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis)
     {

@@ -17,6 +17,7 @@ namespace LayerFusion.Tests.CudaModels;
 /// and no graph), so these are emulated results, not GPU results.
 /// </summary>
 [Collection("cuda")]
+[Trait("device", "CUDA: emulated sm_90 on the CPU where no GPU is installed (tests/cuda-standin)")]
 public class EmulatedStepTests(CudaModelFixture fx) : IClassFixture<CudaModelFixture>
 {
     const int Steps = 4;
@@ -68,6 +69,7 @@ public class EmulatedStepTests(CudaModelFixture fx) : IClassFixture<CudaModelFix
     [InlineData(Samplers.Euler, true)]
     [InlineData(Samplers.DpmPP2MKarras, true)]
     [InlineData(Samplers.DpmPP2MKarras, false)]
+    [InlineData(Samplers.EulerAncestral, true)]
     public void Emulated_sdxl_steps_neither_synchronize_nor_copy(string sampler, bool graphs)
     {
         Counters();
@@ -105,6 +107,7 @@ public class EmulatedStepTests(CudaModelFixture fx) : IClassFixture<CudaModelFix
     [InlineData(Samplers.Euler)]
     [InlineData(Samplers.DpmPP2MKarras)]
     [InlineData(Samplers.Ddim)]
+    [InlineData(Samplers.EulerAncestral)]
     public void Emulated_sdxl_step_graph_gives_the_op_by_op_result(string sampler)
     {
         fx.Gpu();

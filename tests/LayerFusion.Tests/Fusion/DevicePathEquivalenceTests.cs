@@ -52,7 +52,7 @@ public sealed class DevicePathEquivalenceTests(TinyLayerFusionModel model) : ICl
     public static TheoryData<string> Ablations => new()
     {
         "default", "no-sharing", "no-exclusion", "blend-self", "blend-cross", "blend-none", "d-3", "prior-layer", "blend-own-prompt",
-        "sampler-dpmpp-2m-karras", "sampler-ddim", "sampler-dpmpp-2m",
+        "sampler-dpmpp-2m-karras", "sampler-ddim", "sampler-dpmpp-2m", "sampler-euler-a",
     };
 
     LayerFusionRequest For(string ablation, IReadOnlyList<AttentionSite> sites) => ablation switch
@@ -120,6 +120,7 @@ public sealed class DevicePathEquivalenceTests(TinyLayerFusionModel model) : ICl
     [InlineData(Samplers.Euler)]
     [InlineData(Samplers.DpmPP2MKarras)]
     [InlineData(Samplers.Ddim)]
+    [InlineData(Samplers.EulerAncestral)]
     public void NoHostTransferBetweenTheFirstAndTheLastStep(string sampler)
     {
         var ops = new LifetimeCheckingOps(new CpuBackend());

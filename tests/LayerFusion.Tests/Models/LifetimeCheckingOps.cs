@@ -140,6 +140,7 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
         float scale = 1f, int maxPeriod = 10000) => Wrap(inner.TimestepEmbedding(first, count, repeat, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
     public Tensor StepCombine(Tensor x, StepScalar a, Tensor y, StepScalar b) => Wrap(inner.StepCombine(Use(x), a, Use(y), b));
     public Tensor StepScale(Tensor x, StepScalar a) => Wrap(inner.StepScale(Use(x), a));
+    public Tensor StepRow(Tensor rows, StepScalars scalars) => Wrap(inner.StepRow(Use(rows), scalars));
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis) => Wrap(inner.Concat(parts.Select(Use).ToArray(), axis));
     public Tensor Slice(Tensor x, int axis, int start, int length) => Wrap(inner.Slice(Use(x), axis, start, length));
     public Tensor Permute(Tensor x, params int[] axes) => Wrap(inner.Permute(Use(x), axes));
