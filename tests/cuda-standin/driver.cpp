@@ -600,13 +600,16 @@ LFEMU_API CUresult cuCtxSetCurrent(void* ctx)
 // Calls that synchronize on the real driver (cuCtxSynchronize, cuStreamSynchronize, cuEventSynchronize,
 // and cuMemFree, which waits for the device), host<->device copies, and driver allocations, counted so
 // tests can assert a denoising step does none. Read through lfemu_counters, an export the real
-// libcuda does not have (callers look it up optionally). Counted under LOCK, refused calls included.
+// libcuda does not have (callers look it up optionally). Per calling thread, so CUDA work of other
+// tests running in parallel does not count; refused calls included.
 namespace
 {
 enum Count { SYNCS, HTOD, DTOH, ALLOCS, NCOUNTS };
-unsigned long long g_counts[NCOUNTS];
+thread_local unsigned long long g_counts[NCOUNTS];
 }  // namespace
 
+// The calling thread's counts since it started: out[0..n) = synchronizing calls, host-to-device
+// copies, device-to-host copies, cuMemAlloc calls. Returns how many counters there are.
 LFEMU_API int lfemu_counters(unsigned long long* out, int n)
 {
     LOCK;

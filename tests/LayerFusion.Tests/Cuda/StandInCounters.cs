@@ -6,7 +6,8 @@ namespace LayerFusion.Tests.Cuda;
 /// <summary>
 /// The stand-in driver's counters (tests/cuda-standin/driver.cpp, <c>lfemu_counters</c>): calls that
 /// synchronize on the real driver (cuCtxSynchronize, cuStreamSynchronize, cuEventSynchronize,
-/// cuMemFree), host-to-device and device-to-host copies, driver allocations. The export exists only
+/// cuMemFree), host-to-device and device-to-host copies, driver allocations, of the calling thread
+/// (tests running in parallel on other threads do not disturb them). The export exists only
 /// in the stand-in (the real libcuda has no such function), so it is looked up optionally: null on a
 /// real driver.
 /// </summary>
