@@ -21,8 +21,8 @@ namespace LayerFusion.Tests.UNetBench;
 /// triplet (euler), each with and without the graph, after one warm-up run; the step time is
 /// (T(n) - T(2)) / (n - 2) of whole generations of n = LAYERFUSION_GRAPH_STEPS (default 20) and 2
 /// steps (each ends in a read-back, so the GPU's time is included). Writes graph_bench.md and
-/// graph_bench.json; asserts the two modes give the same latents and that every time is a real
-/// positive number, nothing about speed. On the emulated device it runs too (a dry run of the
+/// graph_bench.json; asserts the two modes give the same latents (exactly, on the emulated device)
+/// and, on a GPU, that every time is a real positive number; nothing about speed. On the emulated device it runs too (a dry run of the
 /// plumbing): its report says emulated, and its times are not GPU times.
 /// </summary>
 [Collection("cuda")]
@@ -84,11 +84,21 @@ public class StepGraphBenchmarkRun
             foreach (bool graph in new[] { false, true })
             {
                 run(graph, 2);  // warm-up: kernels loaded, arena grown
-                var (t2, _) = run(graph, 2);
-                var (tn, l) = run(graph, steps);
+                // the faster of two runs each (one on the emulated device, whose times mean nothing)
+                int repeats = EmulatedCuda.Active ? 1 : 2;
+                double t2 = double.MaxValue, tn = double.MaxValue;
+                float[] l = [];
+                for (int r = 0; r < repeats; r++)
+                {
+                    t2 = Math.Min(t2, run(graph, 2).Item1);
+                    var (t, lat) = run(graph, steps);
+                    tn = Math.Min(tn, t);
+                    l = lat;
+                }
                 ms[graph] = (tn - t2) / (steps - 2) * 1e3;
                 latents[graph] = l;
-                Assert.True(double.IsFinite(ms[graph]) && ms[graph] > 0, $"{name}: step time {ms[graph]} ms");
+                // on a shared CPU the emulated difference of two short runs can come out negative
+                Assert.True(double.IsFinite(ms[graph]) && (ms[graph] > 0 || EmulatedCuda.Active), $"{name}: step time {ms[graph]} ms");
             }
             double maxDiff = latents[true].Zip(latents[false], (a, b) => Math.Abs((double)a - b)).Max();
             bool identical = latents[true].AsSpan().SequenceEqual(latents[false]);
