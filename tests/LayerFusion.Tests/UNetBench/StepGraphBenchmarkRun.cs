@@ -37,7 +37,8 @@ public class StepGraphBenchmarkRun
         Requires.Device(main is not null, reason);
         int size = int.TryParse(Environment.GetEnvironmentVariable("LAYERFUSION_GRAPH_SIZE"), out var px) ? px : 512;
         int steps = int.TryParse(Environment.GetEnvironmentVariable("LAYERFUSION_GRAPH_STEPS"), out var n) ? Math.Max(3, n) : 20;
-        string device = (EmulatedCuda.Active ? "emulated " : "") + main!.Device;
+        string device = main!.Device.ToString();
+        if (EmulatedCuda.Active && !device.Contains("emulated", StringComparison.OrdinalIgnoreCase)) device = "emulated " + device;
         using var model = new TinyLayerFusionModel();
         using var pipe = LayerFusionPipeline.Load(main, model.Dir, new LayerDiffuseFiles(model.Files.DenseAttention, model.Files.TransparentDecoder),
             new CudaOps(main.Device, StorageType.F32, main.Cache), ownsOps: true, cancellationToken: TestContext.Current.CancellationToken);
