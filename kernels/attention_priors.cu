@@ -14,7 +14,6 @@
 //   LF_HEADS      H (priors mode): sizes the per-head row statistics held in shared memory
 //   LF_SPARSITY   1: emit s_i = 1 / sum_j (mean_h p_hij)^2            (priors mode)
 //   LF_EOS        1: emit c_i = mean_h p_{h,i,eos_index}               (priors mode)
-//   LF_BLEND      1: epilogue applies Eq. 1/Eq. 2 (see below) to the output and to fg
 //   LF_KEY_BIAS   1: key_bias is read
 //   LF_MIN_BLOCKS minimum resident blocks per SM for __launch_bounds__ (default 2; see below)
 //
@@ -46,22 +45,12 @@
 // A query whose every key is excluded (all -inf) gets O = 0, c = 0 and s = +inf (LayerFusion never
 // makes one: BG keys are never excluded).
 //
-// Blend epilogue (LF_BLEND, DESIGN sec. 5, Eq. 1/2). Launched for the BLEND stream with the FG
-// stream's attention output fg already computed (same layout) and per-query masks:
-//   a'_blend = a_fg * soft + a_blend * (1 - soft)     (Eq. 1)  -> out
-//   a'_fg    = a'_blend * hard + a_fg * (1 - hard)    (Eq. 2)  -> fg, in place
-// mask_soft/mask_hard are fp32 [mask batches, M] read at (b * mask_batch_stride + i), so a stride
-// of 0 applies one mask pair to every batch row (uncond and cond alike). This blends the
-// attention core's output, i.e. BEFORE to_out: equal to blending after to_out only when both
-// streams share to_out (weights sum to 1, so the bias commutes); with LayerDiffuse's own FG to_out
-// the post-to_out blend of prior_masks.cu (lf_prior_blend) is the exact form.
-//
-// The masks themselves need min/max over ALL M queries of the layer, and c of attn2 is produced by
-// the FG launch, so they cannot come from the same launch as the blend; the two-phase scheme is:
-//   (1) FG attention launch, priors mode with LF_EOS      -> a_fg, c (and s at the prior layer)
-//   (2) prior_masks.cu: lf_density_prior (s -> s'), resize, lf_prior_masks (s', c -> soft, hard)
-//   (3) BLEND attention launch with LF_BLEND              -> a'_blend, a'_fg
-// Phase (2) reads and writes O(M) floats; no pass over the attention outputs is added.
+// Eq. 1/2 (the blends) are not applied here: they act on the attention outputs after to_out
+// (Alg. 3's Attention() includes to_out, and the FG stream's to_out carries LayerDiffuse's offsets),
+// which is prior_masks.cu's lf_prior_blend. The masks need min/max over all M queries of a layer and
+// c of attn2 comes from the FG pass, so the order per layer is: FG attention with LF_EOS (a_fg, c,
+// and s at the prior layer) -> lf_density_prior / resize / lf_prior_masks -> BLEND attention ->
+// to_out of both -> lf_prior_blend.
 #include "lf_common.cuh"
 
 #if LF_DTYPE != 1 && LF_DTYPE != 2
@@ -92,9 +81,6 @@
 #endif
 #ifndef LF_EOS
 #define LF_EOS 0
-#endif
-#ifndef LF_BLEND
-#define LF_BLEND 0
 #endif
 #ifndef LF_KEY_BIAS
 #define LF_KEY_BIAS 0
@@ -179,21 +165,6 @@ static __device__ __forceinline__ lf_u32 lf_pack2(float lo, float hi)
 }
 #endif
 
-#if LF_BLEND
-static __device__ __forceinline__ float lf_lo(lf_u32 v)
-{
-    elem_t e;
-    e.bits = (lf_u16)(v & 0xffffu);
-    return lf_to_f32(e);
-}
-static __device__ __forceinline__ float lf_hi(lf_u32 v)
-{
-    elem_t e;
-    e.bits = (lf_u16)(v >> 16);
-    return lf_to_f32(e);
-}
-#endif
-
 static __device__ __forceinline__ float lf_quad_sum(float v)
 {
     v += __shfl_xor_sync(LF_FULL_MASK, v, 1);
@@ -275,8 +246,7 @@ static __device__ __forceinline__ void lf_scores(float (&s)[LF_NT][4], const lf_
 extern "C" __global__ void __launch_bounds__(LF_THREADS, LF_MIN_BLOCKS)
 lf_prior_attention(const elem_t* __restrict__ q, const elem_t* __restrict__ k, const elem_t* __restrict__ v,
                    const elem_t* __restrict__ key_bias, elem_t* __restrict__ out, float* __restrict__ sparsity,
-                   float* __restrict__ eos_col, int eos_index, elem_t* __restrict__ fg, const float* __restrict__ mask_soft,
-                   const float* __restrict__ mask_hard, int mask_batch_stride, int m_len, int n_len, int heads, float scale)
+                   float* __restrict__ eos_col, int eos_index, int m_len, int n_len, int heads, float scale)
 {
     LF_DYNAMIC_SHARED(lf_chunk16, lf_smem);  // a 16-byte element type declares the alignment cp.async and ldmatrix need
     elem_t* ks = (elem_t*)lf_smem;            // [2][LF_BC][LF_LD]  (double-buffered)
@@ -288,10 +258,6 @@ lf_prior_attention(const elem_t* __restrict__ q, const elem_t* __restrict__ k, c
     (void)sparsity;
     (void)eos_col;
     (void)eos_index;
-    (void)fg;
-    (void)mask_soft;
-    (void)mask_hard;
-    (void)mask_batch_stride;
     (void)key_bias;
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -434,23 +400,11 @@ lf_prior_attention(const elem_t* __restrict__ q, const elem_t* __restrict__ k, c
 #endif
             if (m < m_len)
             {
-#if LF_BLEND
-                const int mi = b * mask_batch_stride + m;
-                const float soft = mask_soft[mi], hard = mask_hard[mi];
-#endif
 #pragma unroll
                 for (int dt = 0; dt < LF_DT; ++dt)
                 {
                     const lf_i64 off = (lf_i64)m * rs + (lf_i64)h * LF_D + dt * 8 + 2 * t;
-                    float y0 = o[dt][2 * half] * il, y1 = o[dt][2 * half + 1] * il;
-#if LF_BLEND
-                    elem_t* fp = fg + (lf_i64)b * m_len * rs + off;
-                    const lf_u32 fv = *(const lf_u32*)fp;
-                    const float f0 = lf_lo(fv), f1 = lf_hi(fv);
-                    y0 = f0 * soft + y0 * (1.f - soft);  // Eq. 1
-                    y1 = f1 * soft + y1 * (1.f - soft);
-                    *(lf_u32*)fp = lf_pack2(y0 * hard + f0 * (1.f - hard), y1 * hard + f1 * (1.f - hard));  // Eq. 2
-#endif
+                    const float y0 = o[dt][2 * half] * il, y1 = o[dt][2 * half + 1] * il;
                     *(lf_u32*)(ob + off) = lf_pack2(y0, y1);
                 }
             }

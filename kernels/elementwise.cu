@@ -16,6 +16,30 @@ extern "C" __global__ void lf_affine(const elem_t* x, elem_t* y, lf_i64 n, float
     LF_GRID_STRIDE(i, n) lf_store(y, i, alpha * lf_load(x, i) + beta);
 }
 
+// The denoising loop's per-step scalars (StepScalars): a and b are columns of an fp32 table read at the
+// device step counter (clamped to steps - 1), so a captured step graph replays with each step's values.
+// y may be null (then out = a x).
+extern "C" __global__ void lf_step_combine(const elem_t* x, const elem_t* y, elem_t* out, lf_i64 n, const float* a,
+                                           const float* b, const int* step, int stride, int steps)
+{
+    const lf_i64 row = (lf_i64)lf_step_row(*step, steps) * stride;
+    const float av = a[row], bv = y ? b[row] : 0.f;
+    LF_GRID_STRIDE(i, n) lf_store(out, i, y ? av * lf_load(x, i) + bv * lf_load(y, i) : av * lf_load(x, i));
+}
+
+// y [n] = rows[lf_step_row(*step), :] of rows [steps, n] (a stochastic sampler's noise, uploaded once).
+extern "C" __global__ void lf_step_select_row(const elem_t* rows, elem_t* y, lf_i64 n, const int* step, int steps)
+{
+    const elem_t* row = rows + (lf_i64)lf_step_row(*step, steps) * n;
+    LF_GRID_STRIDE(i, n) y[i] = row[i];
+}
+
+// step[0] += 1: the loop's step counter moves on the device, inside a captured step graph too.
+extern "C" __global__ void lf_step_advance(int* step)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) step[0] += 1;
+}
+
 extern "C" __global__ void lf_silu(const elem_t* x, elem_t* y, lf_i64 n)
 {
     LF_GRID_STRIDE(i, n) { const float v = lf_load(x, i); lf_store(y, i, v * lf_dev_sigmoid(v)); }

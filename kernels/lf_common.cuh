@@ -124,4 +124,8 @@ static __device__ __forceinline__ lf_i64 lf_map_index(const lf_index_map& m, lf_
     return off;
 }
 
+// The row of a step table the device step counter selects (StepScalars): clamped to [0, steps - 1],
+// since a counter past the last step cannot raise an error on the device.
+static __device__ __forceinline__ int lf_step_row(int step, int steps) { return step < 0 ? 0 : step >= steps ? steps - 1 : step; }
+
 #define LF_GRID_STRIDE(i, n) for (lf_i64 i = (lf_i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (lf_i64)gridDim.x * blockDim.x)

@@ -15,10 +15,15 @@ extern "C" __global__ void lf_upsample2x_nearest(const elem_t* x, elem_t* y, lf_
 
 // diffusers.models.embeddings.get_timestep_embedding, in fp32 as torch computes it:
 // exponent = -ln(max_period) * i / (half - shift); arg = scale * t * exp(exponent).
-extern "C" __global__ void lf_timestep_embedding(const float* timesteps, elem_t* y, int count, int dim, int flip,
-                                                 float shift, float scale, float log_max_period)
+// Row r embeds values[s * stride + r / repeat], s = the step counter (clamped to steps - 1; step null:
+// s = 0), so a denoising loop reads its timestep from a table uploaded once (stride = the table's
+// row length) and its constant time ids with stride 0.
+extern "C" __global__ void lf_timestep_embedding(const float* values, const int* step, int stride, int steps, int repeat,
+                                                 elem_t* y, int count, int dim, int flip, float shift, float scale,
+                                                 float log_max_period)
 {
     const int half = dim / 2;
+    const float* timesteps = values + (step ? (lf_i64)lf_step_row(*step, steps) * stride : 0);
     LF_GRID_STRIDE(i, (lf_i64)count * dim)
     {
         const int r = (int)(i / dim), c = (int)(i - (lf_i64)r * dim);
@@ -28,7 +33,7 @@ extern "C" __global__ void lf_timestep_embedding(const float* timesteps, elem_t*
             const int k = c < half ? c : c - half;
             const bool first = c < half;
             const float freq = expf(-log_max_period * (float)k / ((float)half - shift));
-            const float arg = scale * (timesteps[r] * freq);
+            const float arg = scale * (timesteps[r / repeat] * freq);
             // [sin, cos] by default; flip_sin_to_cos swaps the halves to [cos, sin]
             const bool useSin = flip ? !first : first;
             v = useSin ? sinf(arg) : cosf(arg);

@@ -16,6 +16,12 @@
 #   LF_UNET=0 skips the SDXL UNet part; LF_UNET_ONLY=1 runs only it (no parity suite, no attention
 #   benchmarks); LAYERFUSION_UNET_STEPS (default 30) sets the triplet's steps; LF_BUDGET_S (default
 #   570) is the wall-clock budget the later parts are fitted into (the device tool stops a call at 600 s).
+#   Step graph part (issue 10 item 4, not yet run on a GPU: no device was lent when it was written):
+#   StepGraphBenchmarkRun times sdxl and the LayerFusion triplet with one CUDA graph per denoising step
+#   and op by op on the tiny checkpoint, compares their latents, and writes graph_bench.md (in
+#   report.md) and graph_bench.json (in logs.tar.gz). LF_GRAPH=0 skips it; LF_GRAPH_ONLY=1 runs only
+#   it; LF_GRAPH_DRY_RUN=1 prints its command and checks its test exists, then stops (no GPU or build
+#   needed). LAYERFUSION_GRAPH_SIZE (default 512) and LAYERFUSION_GRAPH_STEPS (default 20) size it.
 # Exit status: the test run's (0 only if no test failed), else the UNet benchmark's (3: no time left
 # for it, 4: stopped at its time limit; step timings saved before the triplet still count).
 set -uo pipefail
@@ -27,6 +33,16 @@ OUT=${OUT:-$PWD/out/device-check}
 mkdir -p "$OUT"
 : >"$OUT/parity.tsv"
 : >"$OUT/models.tsv"
+
+graph_cmd() { echo timeout "${LF_GRAPH_TIMEOUT_S:-120}" "$1" -class LayerFusion.Tests.UNetBench.StepGraphBenchmarkRun -noColor -showLiveOutput; }
+if [ "${LF_GRAPH_DRY_RUN:-0}" = 1 ]; then
+  grep -q 'class StepGraphBenchmarkRun' tests/LayerFusion.Tests/UNetBench/StepGraphBenchmarkRun.cs \
+    || { echo "dry run: StepGraphBenchmarkRun not found in this checkout"; exit 2; }
+  echo "dry run: would run: LAYERFUSION_BENCH_OUT=$OUT LAYERFUSION_GRAPH_SIZE=${LAYERFUSION_GRAPH_SIZE:-512}" \
+    "LAYERFUSION_GRAPH_STEPS=${LAYERFUSION_GRAPH_STEPS:-20} $(graph_cmd publish/device/LayerFusion.Tests) >$OUT/graph_bench.log"
+  echo "dry run: then report.md gets graph_bench.md; graph_bench.json and graph_bench.log go into logs.tar.gz"
+  exit 0
+fi
 
 pub=publish/device
 if [ -f publish/device.tar.xz ]; then
@@ -59,8 +75,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
 
 start=$(date -u +%FT%TZ)
 rc=0
-if [ "${LF_UNET_ONLY:-0}" = 1 ]; then
-  echo "LF_UNET_ONLY=1: parity suite and attention benchmarks not run" >"$OUT/tests.log"
+if [ "${LF_UNET_ONLY:-0}" = 1 ] || [ "${LF_GRAPH_ONLY:-0}" = 1 ]; then
+  echo "LF_UNET_ONLY/LF_GRAPH_ONLY=1: parity suite and attention benchmarks not run" >"$OUT/tests.log"
 else
   "$exe" -namespace "${LF_TEST_NAMESPACE:-LayerFusion.Tests.Cuda*}" -noColor -showLiveOutput -xml "$OUT/results.xml" >"$OUT/tests.log" 2>&1
   rc=$?
@@ -78,6 +94,17 @@ if [ "${LF_SANITIZE:-0}" = 1 ]; then
   else
     echo "compute-sanitizer not found" >"$OUT/sanitizer.log"
   fi
+fi
+
+# One CUDA graph per denoising step vs op by op (StepGraphBenchmarkRun; see the header).
+if [ "${LF_GRAPH:-1}" = 0 ] || [ "${LF_UNET_ONLY:-0}" = 1 ]; then
+  echo "LF_GRAPH=0 or LF_UNET_ONLY=1: not run" >"$OUT/graph_bench.log"
+else
+  $(graph_cmd "$exe") >"$OUT/graph_bench.log" 2>&1 || echo "StepGraphBenchmarkRun failed (exit $?)" >>"$OUT/graph_bench.log"
+fi
+if [ "${LF_GRAPH_ONLY:-0}" = 1 ]; then
+  cat "$OUT/graph_bench.md" 2>/dev/null || tail -30 "$OUT/graph_bench.log"
+  exit 0
 fi
 
 # PyTorch side by side on the same device (SDPA, explicit attention with materialized probabilities,
@@ -198,6 +225,10 @@ fi
   tail -15 "$OUT/torch_attention.log" 2>/dev/null
   echo '```'
   echo
+  echo "## One CUDA graph per denoising step vs op by op (graph_bench.json in logs.tar.gz)"
+  echo
+  if [ -f "$OUT/graph_bench.md" ]; then cat "$OUT/graph_bench.md"; else echo '```'; tail -25 "$OUT/graph_bench.log"; echo '```'; fi
+  echo
   echo "## SDXL UNet 1024x1024, random full-size fp16 weights (ours; results.json)"
   echo
   if [ -f "$OUT/unet_bench.md" ]; then cat "$OUT/unet_bench.md"; else echo '```'; tail -25 "$OUT/unet_bench.log"; echo '```'; fi
@@ -212,7 +243,7 @@ fi
 # At most 8 files come back from the device: keep the machine-readable results and the report at
 # the top, and pack the logs.
 ( cd "$OUT" || exit
-  logs=(); for f in tests.log results.xml bench.md prior_bench.md unet_bench.md unet_bench.log torch_unet.log nvidia-smi.txt torch_attention.log sanitizer.log; do [ -f "$f" ] && logs+=("$f"); done
+  logs=(); for f in tests.log results.xml bench.md prior_bench.md graph_bench.md graph_bench.json graph_bench.log unet_bench.md unet_bench.log torch_unet.log nvidia-smi.txt torch_attention.log sanitizer.log; do [ -f "$f" ] && logs+=("$f"); done
   [ ${#logs[@]} -gt 0 ] && tar -czf logs.tar.gz "${logs[@]}" && rm -f "${logs[@]}" )
 
 tail -60 "$OUT/report.md"

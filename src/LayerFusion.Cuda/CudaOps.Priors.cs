@@ -15,6 +15,7 @@ public sealed unsafe partial class CudaOps : IStepArena
     const int StatsWarps = 4;
 
     Tensor IStepArena.Persist(Tensor x) => Persist(x);
+    void IStepArena.CopyInto(Tensor destination, Tensor source) => CopyInto(destination, source);
     CudaPriorAttention? _priorAttention;
 
     void DisposePriorOps() => _priorAttention?.Dispose();

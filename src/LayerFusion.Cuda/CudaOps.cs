@@ -134,9 +134,11 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
 
     /// <summary>
     /// Until the returned scope is disposed, op outputs are carved from the device arena (no driver
-    /// allocations once the arena has grown to a step's high water). Disposing synchronizes and
-    /// resets the arena: tensors created inside the step are invalid after it; copy survivors with
-    /// <see cref="Persist"/> first.
+    /// allocations once the arena has grown to a step's high water). Disposing resets the arena:
+    /// tensors created inside the step are invalid after it; copy survivors out with
+    /// <see cref="Persist"/> or <see cref="CopyInto"/> first. It does not wait for the step's work
+    /// (the next step's work is behind it on the same stream), except when the reset replaces the
+    /// arena's chunks, whose frees must not overtake the kernels still using them.
     /// </summary>
     public IDisposable BeginStep()
     {
@@ -152,7 +154,7 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
         {
             if (_done) return;
             _done = true;
-            ops.Device.Synchronize();
+            if (ops._arena.ResetReallocates) ops.Device.Synchronize();
             ops._arena.Reset();
             ops._inStep = false;
         }
@@ -188,7 +190,8 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
     CudaTensor New(int[] shape, bool? poison = null)
     {
         Device.MakeCurrent();
-        DrainFrees();
+        // cuMemFree synchronizes the device: queued frees wait for the next allocation outside a step
+        if (!_inStep) DrainFrees();
         long bytes = checked(ShapeUtil.ElementCount(shape) * HostConvert.SizeOf(Storage));
         ulong ptr;
         if (Device.IsCapturing)
@@ -545,12 +548,8 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
         }
         finally
         {
-            if (col is not null)
-            {
-                if (!_inStep) Driver.Check(Driver.cuStreamSynchronize(Device.Stream), "cuStreamSynchronize");
-                col.Dispose();
-                DrainFrees();
-            }
+            // outside a step the buffer is freed at the next allocation, by cuMemFree, which waits for the im2col GEMM
+            col?.Dispose();
         }
         return y;
     }
@@ -684,7 +683,7 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
         try
         {
             Launch(Spec(KernelCatalog.Resample), "lf_timestep_embedding", Grid1D(y.ElementCount), Threads,
-                new KernelArgs().Ptr(t).Ptr(y.Ptr).I32(timesteps.Length).I32(dim).I32(flipSinToCos ? 1 : 0)
+                new KernelArgs().Ptr(t).Ptr(0).I32(0).I32(1).I32(1).Ptr(y.Ptr).I32(timesteps.Length).I32(dim).I32(flipSinToCos ? 1 : 0)
                     .F32(downscaleFreqShift).F32(scale).F32(MathF.Log(maxPeriod)));
         }
         finally { FreeAfterStream(t); }
@@ -701,6 +700,14 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
         var y = New([ids.Length, d]);
         if (y.ElementCount == 0) return y;
         Device.MakeCurrent();
+        if (_inStep)
+        {
+            // inside denoising steps the ids are shape-derived (Upsample2D's nearest indices) and the same every
+            // step: uploaded once, then read from the device without a copy or a wait (and capturable)
+            Launch(Spec(KernelCatalog.Resample), "lf_gather", Grid1D(y.ElementCount), Threads,
+                new KernelArgs().Ptr(tb.Ptr).Ptr(StepIds(ids)).Ptr(y.Ptr).I32(ids.Length).I64(d));
+            return y;
+        }
         var p = UploadRaw(ids);
         try
         {
@@ -834,6 +841,7 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
         Driver.cuStreamSynchronize(Device.Stream);
         DrainFrees();
         DisposePriorOps();
+        FreeStepIds();
         _arena.Dispose();
         foreach (var m in _modules.Values) Driver.cuModuleUnload(m);
         Cublas.cublasDestroy(_cublas);

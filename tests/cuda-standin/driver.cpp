@@ -654,9 +654,31 @@ LFEMU_API CUresult cuCtxSetCurrent(void* ctx)
     return 0;
 }
 
+// ==== stand-in only: what the real driver would make the host wait for ==================================
+// Calls that synchronize on the real driver (cuCtxSynchronize, cuStreamSynchronize, cuEventSynchronize,
+// and cuMemFree, which waits for the device), host<->device copies, and driver allocations, counted so
+// tests can assert a denoising step does none. Read through lfemu_counters, an export the real
+// libcuda does not have (callers look it up optionally). Per calling thread, so CUDA work of other
+// tests running in parallel does not count; refused calls included.
+namespace
+{
+enum Count { SYNCS, HTOD, DTOH, ALLOCS, NCOUNTS };
+thread_local unsigned long long g_counts[NCOUNTS];
+}  // namespace
+
+// The calling thread's counts since it started: out[0..n) = synchronizing calls, host-to-device
+// copies, device-to-host copies, cuMemAlloc calls. Returns how many counters there are.
+LFEMU_API int lfemu_counters(unsigned long long* out, int n)
+{
+    LOCK;
+    for (int i = 0; out && i < n && i < NCOUNTS; i++) out[i] = g_counts[i];
+    return NCOUNTS;
+}
+
 LFEMU_API CUresult cuCtxSynchronize()
 {
     LOCK;
+    g_counts[SYNCS]++;
     NEED_CTX;
     if (unsafe_during_capture()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     return 0;
@@ -698,6 +720,7 @@ LFEMU_API CUresult cuStreamDestroy_v2(void* h)
 LFEMU_API CUresult cuStreamSynchronize(void* h)
 {
     LOCK;
+    g_counts[SYNCS]++;
     NEED_CTX;
     bool ok;
     Stream* s = stream_of(h, ok);
@@ -748,6 +771,7 @@ LFEMU_API CUresult cuEventRecord(void* e, void* h)
 LFEMU_API CUresult cuEventSynchronize(void* e)
 {
     LOCK;
+    g_counts[SYNCS]++;
     NEED_CTX;
     if (!g_events.count((Event*)e)) return CUDA_ERROR_INVALID_HANDLE;
     if (unsafe_during_capture()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
@@ -769,6 +793,7 @@ LFEMU_API CUresult cuEventElapsedTime(float* ms, void* a, void* b)
 LFEMU_API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes)
 {
     LOCK;
+    g_counts[ALLOCS]++;
     NEED_CTX;
     if (!p || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (unsafe_during_capture()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
@@ -779,6 +804,7 @@ LFEMU_API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes)
 LFEMU_API CUresult cuMemFree_v2(CUdeviceptr p)
 {
     LOCK;
+    g_counts[SYNCS]++;
     NEED_CTX;
     if (unsafe_during_capture()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     if (p == 0) return 0;
@@ -832,6 +858,7 @@ CUresult memset_n(CUdeviceptr dst, unsigned value, size_t count, int width, void
 LFEMU_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* s)
 {
     LOCK;
+    g_counts[HTOD]++;
     NEED_CTX;
     return copy((uintptr_t)dst, (uintptr_t)src, bytes, s, true, false);
 }
@@ -839,6 +866,7 @@ LFEMU_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t
 LFEMU_API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void* s)
 {
     LOCK;
+    g_counts[DTOH]++;
     NEED_CTX;
     return copy((uintptr_t)dst, (uintptr_t)src, bytes, s, false, true);
 }

@@ -94,6 +94,32 @@ static void test_elementwise()
     for (long long i = 0; i < n; i++) ref[i] = 0.18215f * x.q[i] - 0.5f;
     check("affine", y, ref, bound);
 
+    // the step table: a and b from row lf_step_row(*step) of a [3, 4] fp32 table (the counter advanced
+    // on the device twice), and a x alone when y is null
+    {
+        float table[12] = {0.5f, -1.f, 2.f, 0.f, 1.5f, 0.25f, -0.75f, 3.f, 0.125f, 1.25f, -2.5f, 1.f};
+        int step = 0;
+        lf_emu_launch(lf_step_advance, {1u}, 32, 0, &step);
+        lf_emu_launch(lf_step_advance, {1u}, 32, 0, &step);
+        if (step != 2) { std::printf("FAIL step_advance: counter %d after two launches\n", step); failures++; }
+        auto y2 = rand_buf(n, 6);
+        auto sc = poisoned(n);
+        lf_emu_launch(lf_step_combine, {grid1d(n)}, 256, 0, x.e.data(), y2.e.data(), sc.data(), n, table + 1, table + 2, &step, 4, 3);
+        V sr(n);
+        for (long long i = 0; i < n; i++) sr[i] = (double)table[9] * x.q[i] + (double)table[10] * y2.q[i];
+        check("step_combine", sc, sr, bound);
+        int past = 7;  // past the last step: the last row
+        auto ss = poisoned(n);
+        lf_emu_launch(lf_step_combine, {grid1d(n)}, 256, 0, x.e.data(), (const elem_t*)nullptr, ss.data(), n, table + 3, table + 3, &past, 4, 3);
+        for (long long i = 0; i < n; i++) sr[i] = (double)table[11] * x.q[i];
+        check("step_scale (clamped row)", ss, sr, bound);
+        auto rows = rand_buf(3 * n, 2);
+        auto sr2 = poisoned(n);
+        lf_emu_launch(lf_step_select_row, {grid1d(n)}, 256, 0, rows.e.data(), sr2.data(), n, &step, 3);
+        for (long long i = 0; i < n; i++) sr[i] = rows.q[2 * n + i];
+        check("step_select_row", sr2, sr, 1e-12);
+    }
+
     const long long rows = 14, d = 40;
     auto g = rand_buf(rows * 2 * d, 3);
     auto gy = poisoned(rows * d);
@@ -300,7 +326,7 @@ static void test_conv_resample_shape()
     for (auto [dim, flip, shift] : {std::tuple{320, 1, 0.f}, std::tuple{256, 0, 1.f}, std::tuple{33, 1, 1.f}})
     {
         auto te = poisoned(4 * dim);
-        lf_emu_launch(lf_timestep_embedding, {grid1d(4 * dim)}, 256, 0, ts, te.data(), 4, dim, flip, shift, 1.f, std::log(10000.f));
+        lf_emu_launch(lf_timestep_embedding, {grid1d(4 * dim)}, 256, 0, ts, (const int*)nullptr, 0, 1, 1, te.data(), 4, dim, flip, shift, 1.f, std::log(10000.f));
         V tr(4 * dim, 0.0);
         int half = dim / 2;
         for (int r = 0; r < 4; r++)
@@ -311,6 +337,23 @@ static void test_conv_resample_shape()
                 tr[r * dim + half + i] = flip ? std::sin(arg) : std::cos(arg);
             }
         check("timestep_embedding " + std::to_string(dim), te, tr, reductionBound);
+    }
+    {
+        // from a step table: row 1 of a [2, 2] table (stride 2) at the counter, each value for 3 rows
+        float table[4] = {999.f, 3.f, 417.f, 1.f};
+        int step = 1, dim = 64, half = 32;
+        auto te = poisoned(6 * dim);
+        lf_emu_launch(lf_timestep_embedding, {grid1d(6 * dim)}, 256, 0, (const float*)table, (const int*)&step, 2, 2, 3, te.data(), 6, dim, 1,
+                      0.f, 1.f, std::log(10000.f));
+        V tr(6 * dim, 0.0);
+        for (int r = 0; r < 6; r++)
+            for (int i = 0; i < half; i++)
+            {
+                double arg = table[2 + r / 3] * std::exp(-std::log(10000.0) * i / half);
+                tr[r * dim + i] = std::cos(arg);
+                tr[r * dim + half + i] = std::sin(arg);
+            }
+        check("timestep_embedding (step table)", te, tr, reductionBound);
     }
 
     auto table = rand_buf(50 * 24);

@@ -37,6 +37,7 @@ internal static class GenerateCommand
         var height = CliOptions.Height();
         var sampler = CliOptions.Sampler();
         var backend = CliOptions.Backend();
+        var noCudaGraph = CliOptions.NoCudaGraph();
         var output = new Option<string>("--out", "-o") { Description = "Output folder (created if absent); each triplet goes to a new numbered subfolder NNNNN-SEED.", DefaultValueFactory = _ => "out" };
         var psd = new Option<bool>("--psd") { Description = "Also write layers.psd: background and transparent foreground as layers, the blend as a hidden third (Photoshop, GIMP, Krita, Photopea)." };
         var dump = new Option<bool>("--dump-priors") { Description = "Also write s', c, mask_soft and mask_hard at t = 0.8T (PNGs and raw safetensors) to the triplet's priors/ folder." };
@@ -54,7 +55,7 @@ internal static class GenerateCommand
         var noAugment = new Option<bool>("--no-augment") { Description = "One transparent-decoder pass instead of the 8-way flip/rotation median." };
         var command = new Command("generate", "Generate layered triplets: transparent foreground, background, blended image and alpha composite.")
         {
-            fg, bg, blend, negative, model, layerDiffuse, steps, cfg, seed, batch, width, height, sampler, backend, output, psd, dump,
+            fg, bg, blend, negative, model, layerDiffuse, steps, cfg, seed, batch, width, height, sampler, backend, noCudaGraph, output, psd, dump,
             noSharing, noExclusion, d, blendAttention, priorLayer, blendOwnPrompt, noAugment,
         };
         command.SetAction(parse =>
@@ -112,6 +113,7 @@ internal static class GenerateCommand
                 var ld = InputPaths.LayerDiffuse(ldGiven, modelPath);
                 progress.Begin("loading model");
                 using var pipeline = LayerFusionPipeline.Load(backends.Main, modelPath, ld, backends.Vae, ownsOps: true);
+                pipeline.StepGraphs = !parse.GetValue(noCudaGraph);
                 interrupts.Token.ThrowIfCancellationRequested();
                 var (ph, pw) = pipeline.Sdxl.ResolveSize(w, h);
                 var writeOptions = new LayerFusionWriteOptions { ModelName = Infotext.ModelName(modelPath), Psd = parse.GetValue(psd) };
@@ -137,7 +139,7 @@ internal static class GenerateCommand
                     progress.Finish();
                     foreach (var warning in result.Warnings) stderr.WriteLine($"warning: {warning}");
                     var folder = WriteSet(outDir, userOut, result, writeOptions, request.Seed, interrupts.Token);
-                    stdout.WriteLine($"wrote {folder} ({pw}x{ph}, {result.Parameters["layerfusion:sampler"]}, {n} steps, seed {request.Seed}{(randomSeed ? ", random" : "")})");
+                    stdout.WriteLine($"wrote {folder} ({pw}x{ph}, {result.Parameters["layerfusion:sampler"]}, {n} steps, seed {request.Seed}{(randomSeed ? ", random" : "")}{CliOptions.GraphNote(pipeline.LastGraphSteps, n)})");
                 }
             }
             finally

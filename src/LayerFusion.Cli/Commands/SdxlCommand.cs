@@ -32,11 +32,12 @@ internal static class SdxlCommand
         var height = CliOptions.Height();
         var sampler = CliOptions.Sampler();
         var backend = CliOptions.Backend();
+        var noCudaGraph = CliOptions.NoCudaGraph();
         var output = new Option<string>("--out", "-o") { Description = "Output PNG file (written atomically); with --batch-count N also NAME_2.png ... NAME_N.png.", Required = true };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace existing output files (otherwise an existing file is an error)." };
         var command = new Command("sdxl", "Generate images with SDXL (text to image).")
         {
-            model, prompt, promptFile, negative, steps, cfg, seed, batch, width, height, sampler, backend, output, overwrite,
+            model, prompt, promptFile, negative, steps, cfg, seed, batch, width, height, sampler, backend, noCudaGraph, output, overwrite,
         };
         command.SetAction(parse =>
         {
@@ -69,6 +70,7 @@ internal static class SdxlCommand
                 modelPath = BuiltInModel.Resolve(modelPath, stderr);
                 progress.Begin("loading model");
                 using var pipeline = SdxlPipeline.Open(modelPath, backends.Main, new SdxlPipelineOptions { VaeOps = backends.Vae });
+                pipeline.StepGraphs = !parse.GetValue(noCudaGraph);
                 interrupts.Token.ThrowIfCancellationRequested();
                 string modelName = Infotext.ModelName(modelPath);
                 for (int k = 0; k < count; k++)
@@ -90,7 +92,7 @@ internal static class SdxlCommand
                     progress.Finish();
                     foreach (var warning in result.Warnings) stderr.WriteLine($"warning: {warning}");
                     PngFile.Write(targets[k], result.Images[0], Metadata(request, result, modelName), srgb: true);
-                    stdout.WriteLine($"wrote {targets[k]} ({result.Width}x{result.Height}, {result.Sampler}, {n} steps, seed {request.Seed}{(randomSeed ? ", random" : "")})");
+                    stdout.WriteLine($"wrote {targets[k]} ({result.Width}x{result.Height}, {result.Sampler}, {n} steps, seed {request.Seed}{(randomSeed ? ", random" : "")}{CliOptions.GraphNote(pipeline.LastGraphSteps, n)})");
                 }
             }
             finally

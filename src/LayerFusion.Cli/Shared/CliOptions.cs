@@ -79,6 +79,14 @@ internal static class CliOptions
         Description = $"Backend, one of: {string.Join(", ", BackendFactory.Names)} (default: cuda when a device is usable, else cpu, said once on stderr).",
     };
 
+    public static Option<bool> NoCudaGraph() => new("--no-cuda-graph")
+    {
+        Description = "On cuda, run every denoising step op by op instead of replaying one captured CUDA graph of a step (for comparison; same output).",
+    };
+
+    /// <summary>The "wrote" line's note of how many denoising steps ran from the captured CUDA graph (empty without one).</summary>
+    public static string GraphNote(int graphSteps, int steps) => graphSteps > 0 ? $", cuda graph: {graphSteps} of {steps} steps" : "";
+
     /// <summary>The option's (or argument's) name for messages.</summary>
     static string NameOf(ArgumentResult r) => r.Parent is OptionResult o ? o.Option.Name : r.Argument.Name;
 

@@ -1,5 +1,6 @@
 using LayerFusion.Core.Pipelines;
 using LayerFusion.Core.Models.Blocks;
+using LayerFusion.Core.Models.Unet;
 using LayerFusion.Core.Schedulers;
 using LayerFusion.Core.Tensors;
 
@@ -43,6 +44,17 @@ public sealed partial class LayerFusionPipeline
             ? Unet.AttentionSites.Where(s => s.Kind == AttentionKind.Cross).Select(s => s.Path)
             : [];
 
+    /// <summary>
+    /// On a backend with step graphs (CUDA): capture the second denoising step once and replay it for
+    /// every later step (the first runs uncaptured: it loads the kernels and grows the step arena).
+    /// Applies with device samplers (all but the SDE solvers) and without --dump-priors (whose step reads back). Default true;
+    /// false runs every step op by op (CLI --no-cuda-graph), for comparison.
+    /// </summary>
+    public bool StepGraphs { get; set; } = true;
+
+    /// <summary>After each generation: how many of its denoising steps ran as a launch of the captured step graph.</summary>
+    public int LastGraphSteps { get; private set; }
+
     (float[][] Latents, LayerFusionPriorDump? Dump) DenoiseDevice(DenoiseInputs a, float[][] initial, IProgress<LayerFusionProgress>? progress,
         CancellationToken ct)
     {
@@ -59,68 +71,108 @@ public sealed partial class LayerFusionPipeline
         int fgCond = TripletLayout.Row(TripletLayout.Foreground, true);
         using var fgCondEhs = ops.Slice(a.Ehs, 0, fgCond, 1);
         using var fgCondPooled = ops.Slice(a.Pooled, 0, fgCond, 1);
+
+        // the generation's scalars on the backend, uploaded once: [timestep, each stream's sampler columns] per
+        // step; the constants are the prior pass's time ids, then the triplet batch's
+        int columns = 1 + samplers.Sum(v => v?.Columns ?? 0);
+        var rows = new float[steps * columns];
+        for (int i = 0; i < steps; i++) rows[i * columns] = a.Schedulers[0].Timesteps[i];
+        var firstColumn = new int[samplers.Length];
+        for (int s = 0, c = 1; s < samplers.Length; c += samplers[s]?.Columns ?? 0, s++)
+        {
+            firstColumn[s] = c;
+            samplers[s]?.WriteColumns(rows, columns, c);
+        }
+        using var table = ops.CreateStepScalars(rows, steps, columns, [.. a.TimeIds, .. a.TimeIds6]);
+        var priorTime = new UNetStepTime(table.Column(0), table.Constant(0), a.TimeIds.Length);
+        var tripletTime = new UNetStepTime(table.Column(0), table.Constant(a.TimeIds.Length), a.TimeIds6.Length);
+        var arena = ops as IStepArena;
+        IStepGraph? graph = null;
+        bool graphs = StepGraphs && arena is not null && a.DumpStep < 0 && samplers.All(v => v is not null);
+        LastGraphSteps = 0;
+
+        void Step(int step)
+        {
+            float t = a.Schedulers[0].Timesteps[step];
+            bool dumping = step == a.DumpStep;
+            var scaled = new Tensor[TripletLayout.Streams];
+            try
+            {
+                for (int s = 0; s < scaled.Length; s++)
+                    scaled[s] = samplers[s]?.ScaleModelInput(x[s]!, step) ?? HostScale(a.Schedulers[s], x[s]!, step);
+
+                // prior pass: FG cond, LayerDiffuse weights; stops after the last block it must provide
+                using var prior = new DevicePriorPass(a.PriorSite.Path, a.Eos, NeededContent(opt, dumping),
+                    dumping && IsSmall(lh, lw, a.PriorSite));
+                stoppedEarly |= Unet.ForwardUntil(() => prior.IsComplete, scaled[TripletLayout.Foreground], priorTime, fgCondEhs, fgCondPooled,
+                    prior, ForegroundWeights);
+                using var structure = prior.TakePrior();
+                ct.ThrowIfCancellationRequested();
+
+                fusion.BeginStep(structure, prior.Content, a.Eos);
+                var recorded = dumping ? new Dictionary<string, LayerFusionMaps>() : null;
+                fusion.Record = recorded;
+                Tensor y;
+                using (var batch = ops.Concat(scaled.SelectMany(v => Enumerable.Repeat(v, TripletLayout.Branches)).ToArray(), 0))
+                    y = Unet.Forward(batch, tripletTime, a.Ehs, a.Pooled, fusion);
+                fusion.Record = null;
+                using (y)
+                    for (int s = 0; s < TripletLayout.Streams; s++)
+                    {
+                        using var cond = ops.Slice(y, 0, TripletLayout.Row(s, true), 1);
+                        Tensor noise;
+                        if (a.Guided)
+                        {
+                            using var uncond = ops.Slice(y, 0, TripletLayout.Row(s, false), 1);
+                            noise = DeviceGuidance.Combine(uncond, cond, req.GuidanceScale);
+                        }
+                        else noise = ops.Affine(cond, 1f);
+                        using (noise)
+                        {
+                            var next = samplers[s]?.Step(noise, step, x[s]!) ?? HostStep(a.Schedulers[s], noise, step, x[s]!, a.Noise[s]);
+                            if (arena is not null)
+                            {
+                                // the latents keep their memory (a captured step reads and writes the same buffers every replay)
+                                arena.CopyInto(x[s]!, next);
+                                next.Dispose();
+                            }
+                            else
+                            {
+                                x[s]!.Dispose();
+                                x[s] = next;
+                            }
+                        }
+                    }
+                ops.AdvanceStep(table);
+                if (recorded != null) dump = MakeDump(a, step, t, structure.ToHost(), recorded, prior.PriorProbabilities);
+            }
+            finally
+            {
+                foreach (var v in scaled) v?.Dispose();
+            }
+        }
+
         try
         {
             for (int s = 0; s < x.Length; s++) x[s] = ops.FromHost(initial[s], 1, lc, lh, lw);
+            for (int s = 0; s < samplers.Length; s++) samplers[s]?.Bind(ops, table, firstColumn[s], [1, lc, lh, lw], a.Noise[s]);
             for (int step = 0; step < steps; step++)
             {
                 ct.ThrowIfCancellationRequested();
-                float t = a.Schedulers[0].Timesteps[step];
-                bool dumping = step == a.DumpStep;
-                var scaled = new Tensor[TripletLayout.Streams];
-                // one arena step per denoising step where the backend has one: the latents and the
-                // sampler history are copied out before it ends
-                var arena = ops as IStepArena;
-                using var stepScope = arena?.BeginStep();
-                try
+                // one arena step per denoising step where the backend has one
+                using (var stepScope = arena?.BeginStep())
                 {
-                    for (int s = 0; s < scaled.Length; s++)
-                        scaled[s] = samplers[s]?.ScaleModelInput(x[s]!, step) ?? HostScale(a.Schedulers[s], x[s]!, step);
-
-                    // prior pass: FG cond, LayerDiffuse weights; stops after the last block it must provide
-                    using var prior = new DevicePriorPass(a.PriorSite.Path, a.Eos, NeededContent(opt, dumping),
-                        dumping && IsSmall(lh, lw, a.PriorSite));
-                    stoppedEarly |= Unet.ForwardUntil(() => prior.IsComplete, scaled[TripletLayout.Foreground], [t], fgCondEhs, fgCondPooled,
-                        a.TimeIds, prior, ForegroundWeights);
-                    using var structure = prior.TakePrior();
-                    ct.ThrowIfCancellationRequested();
-
-                    fusion.BeginStep(structure, prior.Content, a.Eos);
-                    var recorded = dumping ? new Dictionary<string, LayerFusionMaps>() : null;
-                    fusion.Record = recorded;
-                    Tensor y;
-                    using (var batch = ops.Concat(scaled.SelectMany(v => Enumerable.Repeat(v, TripletLayout.Branches)).ToArray(), 0))
-                        y = Unet.Forward(batch, [t], a.Ehs, a.Pooled, a.TimeIds6, fusion);
-                    fusion.Record = null;
-                    using (y)
-                        for (int s = 0; s < TripletLayout.Streams; s++)
-                        {
-                            using var cond = ops.Slice(y, 0, TripletLayout.Row(s, true), 1);
-                            Tensor noise;
-                            if (a.Guided)
-                            {
-                                using var uncond = ops.Slice(y, 0, TripletLayout.Row(s, false), 1);
-                                noise = DeviceGuidance.Combine(uncond, cond, req.GuidanceScale);
-                            }
-                            else noise = ops.Affine(cond, 1f);
-                            using (noise)
-                            {
-                                var next = samplers[s]?.Step(noise, step, x[s]!) ?? HostStep(a.Schedulers[s], noise, step, x[s]!, a.Noise[s]);
-                                x[s]!.Dispose();
-                                x[s] = next;
-                                if (arena is not null)
-                                {
-                                    x[s] = arena.Persist(next);
-                                    next.Dispose();
-                                    samplers[s]?.PersistHistory(arena);
-                                }
-                            }
-                        }
-                    if (recorded != null) dump = MakeDump(a, step, t, structure.ToHost(), recorded, prior.PriorProbabilities);
-                }
-                finally
-                {
-                    foreach (var v in scaled) v?.Dispose();
+                    if (graph is not null)
+                    {
+                        graph.Launch();
+                        LastGraphSteps++;
+                    }
+                    else if (graphs && step == 1 && (graph = arena!.TryCapture(() => Step(1))) is not null)
+                    {
+                        graph.Launch();
+                        LastGraphSteps++;
+                    }
+                    else Step(step);
                 }
                 progress?.Report(new LayerFusionProgress(LayerFusionPhase.Denoise, step + 1, steps));
             }
@@ -129,6 +181,7 @@ public sealed partial class LayerFusionPipeline
         }
         finally
         {
+            graph?.Dispose();
             foreach (var v in x) v?.Dispose();
             foreach (var s in samplers) s?.Dispose();
         }

@@ -20,14 +20,6 @@ public sealed record PriorAttentionOptions(bool Sparsity = false, int EosIndex =
     }
 }
 
-/// <summary>
-/// Host form of the Eq. 1 / Eq. 2 epilogue inputs: the FG stream's attention output (same layout as
-/// the output, [B, M, H*D]; receives a'_fg) and per-query masks [mask batches, M] read at
-/// b * <paramref name="MaskBatchStride"/> + i (0: one mask pair for every batch row).
-/// </summary>
-public sealed record PriorBlendHost(float[] Fg, float[] SoftMask, float[] HardMask, int MaskBatchStride);
-
 /// <summary>Host results of a prior-emitting attention call; all per-query vectors are [B, M].</summary>
-/// <param name="Output">[B, M, H*D]; with a blend epilogue, a'_blend (Eq. 1).</param>
-/// <param name="Fg">with a blend epilogue, a'_fg (Eq. 2); else null.</param>
-public sealed record PriorAttentionHostResult(float[] Output, float[]? Sparsity, float[]? EosColumn, float[]? Fg);
+/// <param name="Output">[B, M, H*D].</param>
+public sealed record PriorAttentionHostResult(float[] Output, float[]? Sparsity, float[]? EosColumn);

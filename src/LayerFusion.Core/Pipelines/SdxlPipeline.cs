@@ -395,7 +395,7 @@ public sealed class SdxlPipeline : IDisposable
             if (device is not null)
             {
                 var initial = latents;
-                latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, progress, clock, cancellationToken);
+                latents = DenoiseOnDevice(device, latents, n, lh, lw, conditioning, request.GuidanceScale, noiseSource, progress, clock, cancellationToken);
                 // read back once at the end: the device loop's cheap non-finite check. Only on failure,
                 // one host-checked UNet call on the first step's input says whether the UNet is to blame.
                 if (latents.Any(v => !float.IsFinite(v)))
@@ -440,51 +440,93 @@ public sealed class SdxlPipeline : IDisposable
     /// </summary>
     public bool HostReferenceLoop { get; set; }
 
+    /// <summary>
+    /// On a backend with step graphs (CUDA): capture the second denoising step once and replay it for
+    /// every later step (the first runs uncaptured: it loads the kernels and grows the step arena).
+    /// Default true; false runs every step op by op (CLI --no-cuda-graph), for comparison.
+    /// </summary>
+    public bool StepGraphs { get; set; } = true;
+
+    /// <summary>After each generation: how many of its denoising steps ran as a launch of the captured step graph.</summary>
+    public int LastGraphSteps { get; private set; }
+
     float[] DenoiseOnDevice(DeviceSampler sampler, float[] initial, int n, int lh, int lw, SdxlUnetConditioning conditioning, float guidanceScale,
-        IProgress<StepProgress>? progress, Stopwatch clock, CancellationToken ct)
+        INoiseSource noise, IProgress<StepProgress>? progress, Stopwatch clock, CancellationToken ct)
     {
         var scheduler = sampler.Host;
-        var x = Ops.FromHost(initial, n, LatentChannels, lh, lw);
-        try
+        int steps = scheduler.StepCount;
+        // the generation's scalars on the backend, uploaded once: [timestep, sampler columns] per step, the time ids
+        int columns = 1 + sampler.Columns;
+        var rows = new float[steps * columns];
+        for (int i = 0; i < steps; i++) rows[i * columns] = scheduler.Timesteps[i];
+        sampler.WriteColumns(rows, columns, 1);
+        using var table = Ops.CreateStepScalars(rows, steps, columns, conditioning.TimeIds);
+        var time = new UNetStepTime(table.Column(0), table.Constant(0), conditioning.TimeIds.Length);
+        int[] shape = [n, LatentChannels, lh, lw];
+        var x = Ops.FromHost(initial, shape);
+        sampler.Bind(Ops, table, 1, shape, noise);
+        var arena = Ops as IStepArena;
+        IStepGraph? graph = null;
+        LastGraphSteps = 0;
+        void Step(int i)
         {
-            for (int i = 0; i < scheduler.StepCount; i++)
+            Tensor next;
+            using (var scaled = sampler.ScaleModelInput(x, i))
+            using (var input = conditioning.Guided ? Ops.Concat([scaled, scaled], 0) : null)
+            using (var output = Unet.Forward(input ?? scaled, time, conditioning.EncoderHiddenStates, conditioning.TextEmbeds))
             {
-                ct.ThrowIfCancellationRequested();
-                Tensor next;
-                var arena = Ops as IStepArena;
-                using (var stepScope = arena?.BeginStep())
+                if (output.Dim(1) != LatentChannels)
+                    throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
+                if (conditioning.Guided)
                 {
-                    using (var scaled = sampler.ScaleModelInput(x, i))
-                    using (var input = conditioning.Guided ? Ops.Concat([scaled, scaled], 0) : null)
-                    using (var output = Unet.Forward(input ?? scaled, [scheduler.Timesteps[i]], conditioning.EncoderHiddenStates, conditioning.TextEmbeds,
-                        conditioning.TimeIds))
-                    {
-                        if (output.Dim(1) != LatentChannels)
-                            throw new UserInputException($"unet out_channels ({Unet.Config.OutChannels}) differs from in_channels ({LatentChannels}); an epsilon UNet needs them equal");
-                        if (conditioning.Guided)
-                        {
-                            using var uncond = Ops.Slice(output, 0, 0, n);
-                            using var cond = Ops.Slice(output, 0, n, n);
-                            using var noise = DeviceGuidance.Combine(uncond, cond, guidanceScale);
-                            next = sampler.Step(noise, i, x);
-                        }
-                        else next = sampler.Step(output, i, x);
-                    }
-                    if (arena is not null)
-                    {
-                        var kept = arena.Persist(next);
-                        next.Dispose();
-                        next = kept;
-                        sampler.PersistHistory(arena);
-                    }
+                    using var uncond = Ops.Slice(output, 0, 0, n);
+                    using var cond = Ops.Slice(output, 0, n, n);
+                    using var noise = DeviceGuidance.Combine(uncond, cond, guidanceScale);
+                    next = sampler.Step(noise, i, x);
                 }
+                else next = sampler.Step(output, i, x);
+            }
+            if (arena is not null)
+            {
+                // the latents keep their memory (a captured step reads and writes the same buffer every replay)
+                arena.CopyInto(x, next);
+                next.Dispose();
+            }
+            else
+            {
                 x.Dispose();
                 x = next;
-                progress?.Report(new StepProgress(i + 1, scheduler.StepCount, scheduler.Timesteps[i], clock.Elapsed));
+            }
+            Ops.AdvanceStep(table);
+        }
+        try
+        {
+            for (int i = 0; i < steps; i++)
+            {
+                ct.ThrowIfCancellationRequested();
+                using (var stepScope = arena?.BeginStep())
+                {
+                    if (graph is not null)
+                    {
+                        graph.Launch();
+                        LastGraphSteps++;
+                    }
+                    else if (arena is not null && StepGraphs && i == 1 && (graph = arena.TryCapture(() => Step(1))) is not null)
+                    {
+                        graph.Launch();
+                        LastGraphSteps++;
+                    }
+                    else Step(i);
+                }
+                progress?.Report(new StepProgress(i + 1, steps, scheduler.Timesteps[i], clock.Elapsed));
             }
             return Ops.ToHost(x);
         }
-        finally { x.Dispose(); }
+        finally
+        {
+            graph?.Dispose();
+            x.Dispose();
+        }
     }
 
     /// <summary><see cref="Generate(SdxlRequest, IProgress{StepProgress}?, CancellationToken)"/> on the thread pool.</summary>

@@ -6,27 +6,38 @@ namespace LayerFusion.Core.Schedulers;
 /// <summary>
 /// A sampler's per-step arithmetic on backend tensors, so the denoising loop keeps its latents on the
 /// device. Every supported step is linear in (sample, model output[, the previous x0]) with scalar
-/// coefficients from the schedule the host scheduler built (its sigma/alpha tables); the coefficients
-/// travel as kernel arguments, nothing is copied. The host <see cref="IScheduler"/> stays the
-/// reference (float32 in torch's operation order); this form reassociates those products, so it
-/// matches to float32 rounding, not bit for bit.
-/// Covered: Euler (epsilon, v_prediction, sample), DPM-Solver++ 1S/2M (epsilon, v_prediction), DDIM
-/// with eta = 0 (epsilon, v_prediction, sample) without clip_sample. <see cref="TryCreate"/> returns
-/// null for anything else (e.g. clip_sample, whose clamp has no op), and the caller keeps the host step.
-/// A stochastic sampler (Euler ancestral, SDE solvers) fits the same shape with its per-step noise
-/// uploaded once as a [steps, ...] table before the loop and sliced per step.
+/// coefficients from the schedule the host scheduler built (its sigma/alpha tables). The
+/// coefficients of every step are written once into the generation's <see cref="StepScalars"/> table
+/// (<see cref="WriteColumns"/>) and read on the backend at its step counter, so a step uploads nothing
+/// and issues the same work every step (a multistep sampler's lower-order steps weigh the history by
+/// 0), which lets a step be captured once as a graph and replayed. The host <see cref="IScheduler"/>
+/// stays the reference (float32 in torch's operation order); this form reassociates those products,
+/// so it matches to float32 rounding, not bit for bit.
+/// Covered: Euler (epsilon, v_prediction, sample), Euler ancestral (epsilon, v_prediction), DPM-Solver++
+/// 1S/2M (epsilon, v_prediction), DDIM with eta = 0 (epsilon, v_prediction, sample) without
+/// clip_sample. Euler ancestral's per-step noise is drawn before the loop from the generation's
+/// <see cref="INoiseSource"/> (the same values, in the same order, as the host step draws them),
+/// uploaded once as a [steps, ...] table and selected at the step counter. <see cref="TryCreate"/>
+/// returns null for anything else (the SDE solvers, clip_sample's clamp), and the caller keeps the host step.
 /// </summary>
 public sealed class DeviceSampler : IDisposable
 {
-    enum Kind { Euler, Dpm, Ddim }
+    enum Kind { Euler, Dpm, Ddim, EulerAncestral }
+
+    // the columns of one sampler's block in the step table
+    const int Scale = 0, A = 1, B = 2;                      // Euler, DDIM: a x + b m
+    const int Noise = 3, Unit = 4;                          // Euler ancestral: (a x + b m) + sigma_up z
+    const int X0x = 1, X0m = 2, Yx = 3, Yx0 = 4, Yprev = 5, One = 6;  // DPM: x0 = .. x + .. m; y = (.. x + .. x0) + .. prev
 
     readonly IScheduler _host;
     readonly Kind _kind;
     readonly string _prediction;
     readonly int _order;
     readonly SchedulerConfig _config;
-    Tensor? _previousX0;
-    int _lowerOrderNums, _nextStep;
+    StepScalars? _table;
+    int _first;
+    Tensor? _history, _noise;
+    int _nextStep;
 
     DeviceSampler(IScheduler host, Kind kind, SchedulerConfig config, int order)
     {
@@ -43,8 +54,10 @@ public sealed class DeviceSampler : IDisposable
     {
         ArgumentNullException.ThrowIfNull(scheduler);
         ArgumentNullException.ThrowIfNull(config);
-        // stochastic samplers (Euler ancestral, the SDE solvers) keep the host step until their
-        // per-step noise has a device form; DpmSolverMultistepScheduler is one class for both kinds
+        // the SDE solvers keep the host step (their noise enters through a second history term that has
+        // no device form yet); DpmSolverMultistepScheduler is one class for both kinds
+        if (scheduler is EulerAncestralDiscreteScheduler && config.PredictionType is "epsilon" or "v_prediction")
+            return new DeviceSampler(scheduler, Kind.EulerAncestral, config, 1);
         if (scheduler.IsStochastic) return null;
         return scheduler switch
         {
@@ -58,21 +71,70 @@ public sealed class DeviceSampler : IDisposable
 
     public IScheduler Host => _host;
 
-    static Tensor Combine(Tensor x, float a, Tensor y, float b)
+    /// <summary>How many per-step columns of the step table this sampler reads.</summary>
+    public int Columns => _kind switch { Kind.Dpm => 7, Kind.EulerAncestral => 5, _ => 3 };
+
+    /// <summary>Whether <see cref="Bind"/> needs the generation's noise source (a stochastic sampler).</summary>
+    public bool NeedsNoise => _kind == Kind.EulerAncestral;
+
+    /// <summary>Writes this sampler's coefficients of every step into columns [first, first + Columns) of a row-major [steps, stride] table.</summary>
+    public void WriteColumns(Span<float> table, int stride, int first)
     {
-        var ops = x.Ops;
-        using var ax = ops.Affine(x, a);
-        using var by = ops.Affine(y, b);
-        return ops.Add(ax, by);
+        int steps = _host.StepCount;
+        if (steps == 0) throw new InvalidOperationException($"{_host.Name}: call SetTimesteps before building the step table");
+        if (first < 0 || first + Columns > stride || table.Length != steps * stride)
+            throw new ArgumentException($"{_host.Name}: columns [{first}, {first + Columns}) do not fit a [{steps}, {stride}] table");
+        for (int i = 0; i < steps; i++)
+        {
+            var row = table.Slice(i * stride + first, Columns);
+            switch (_kind)
+            {
+                case Kind.Euler: EulerRow(i, row); break;
+                case Kind.Dpm: DpmRow(i, row); break;
+                case Kind.EulerAncestral: AncestralRow(i, row); break;
+                default: DdimRow(i, row); break;
+            }
+        }
     }
+
+    /// <summary>
+    /// Reads the coefficients from <paramref name="table"/> (written by <see cref="WriteColumns"/> at
+    /// <paramref name="first"/>) from now on. Call before the loop, outside any step: a multistep
+    /// sampler allocates its history of <paramref name="sampleShape"/> here (zeros, weighed 0 until it holds an x0),
+    /// a stochastic one draws every step's noise from <paramref name="noise"/> (in the order its host
+    /// step would) and uploads it.
+    /// </summary>
+    public void Bind(IOps ops, StepScalars table, int first, int[] sampleShape, INoiseSource? noise = null)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        ArgumentNullException.ThrowIfNull(table);
+        if (table.Steps != _host.StepCount) throw new ArgumentException($"{_host.Name}: the step table has {table.Steps} steps, the schedule {_host.StepCount}");
+        table.CheckRun(table.Column(first), Columns, _host.Name);
+        _table = table;
+        _first = first;
+        _history?.Dispose();
+        _history = _kind == Kind.Dpm && _order == 2 ? ops.Zeros(sampleShape) : null;
+        _noise?.Dispose();
+        _noise = null;
+        if (NeedsNoise)
+        {
+            if (noise is null) throw new InvalidOperationException($"{_host.Name} is a stochastic sampler: Bind needs the generation's noise source");
+            long n = ShapeUtil.ElementCount(sampleShape);
+            var z = new float[checked((int)(n * _host.StepCount))];
+            // the stream's values depend only on their position, so one fill equals the host's per-step fills
+            noise.Fill(z);
+            _noise = ops.FromHost(z, [_host.StepCount, .. sampleShape]);
+        }
+        _nextStep = 0;
+    }
+
+    StepScalar Col(int c) => (_table ?? throw new InvalidOperationException($"{_host.Name}: Bind a step table before stepping")).Column(_first + c);
 
     /// <summary>The UNet input for step <paramref name="stepIndex"/> (a new tensor).</summary>
     public Tensor ScaleModelInput(Tensor sample, int stepIndex)
     {
         Check(stepIndex);
-        if (_kind != Kind.Euler) return sample.Ops.Affine(sample, 1f);
-        float sigma = _host.Sigmas[stepIndex];
-        return sample.Ops.Affine(sample, 1f / MathF.Sqrt(sigma * sigma + 1f));
+        return sample.Ops.StepScale(sample, Col(Scale));
     }
 
     void Check(int stepIndex)
@@ -82,36 +144,88 @@ public sealed class DeviceSampler : IDisposable
             throw new ArgumentOutOfRangeException(nameof(stepIndex), $"{_host.Name}: step {stepIndex} outside 0..{_host.StepCount - 1}");
     }
 
-    /// <summary>One denoising step on the device: the sample at the next noise level (a new tensor).</summary>
+    /// <summary>
+    /// One denoising step on the device: the sample at the next noise level (a new tensor). The
+    /// coefficients are those of the step table's current step (the loop advances the table once per
+    /// step, after every stream's sampler has stepped); <paramref name="stepIndex"/> is checked on the host.
+    /// </summary>
     public Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample)
     {
         Check(stepIndex);
         if (!modelOutput.Shape.AsSpan().SequenceEqual(sample.Shape))
             throw new ArgumentException($"{_host.Name}: model output {ShapeUtil.Format(modelOutput.Shape)} and sample {ShapeUtil.Format(sample.Shape)} differ");
-        return _kind switch
+        var ops = sample.Ops;
+        if (_kind == Kind.EulerAncestral)
         {
-            Kind.Euler => EulerStep(modelOutput, stepIndex, sample),
-            Kind.Dpm => DpmStep(modelOutput, stepIndex, sample),
-            _ => DdimStep(modelOutput, stepIndex, sample),
-        };
+            using var prev = ops.StepCombine(sample, Col(A), modelOutput, Col(B));
+            using var z = ops.StepRow(_noise!, _table!);
+            return ops.StepCombine(prev, Col(Unit), z, Col(Noise));
+        }
+        if (_kind != Kind.Dpm) return ops.StepCombine(sample, Col(A), modelOutput, Col(B));
+        if (stepIndex != _nextStep)
+            throw new InvalidOperationException($"{_host.Name} is a multistep sampler: expected step {_nextStep}, got {stepIndex}");
+        _nextStep++;
+        var x0 = ops.StepCombine(sample, Col(X0x), modelOutput, Col(X0m));
+        if (_history is null)
+            using (x0)
+                return ops.StepCombine(sample, Col(Yx), x0, Col(Yx0));
+        Tensor y;
+        using (var a = ops.StepCombine(sample, Col(Yx), x0, Col(Yx0)))
+            y = ops.StepCombine(a, Col(One), _history, Col(Yprev));
+        if (ops is IStepArena arena)
+        {
+            // the history keeps its memory: a captured step reads and writes the same buffer every replay
+            arena.CopyInto(_history, x0);
+            x0.Dispose();
+        }
+        else
+        {
+            _history.Dispose();
+            _history = x0;
+        }
+        return y;
     }
 
-    Tensor EulerStep(Tensor m, int i, Tensor x)
+    void EulerRow(int i, Span<float> row)
     {
         float sigma = _host.Sigmas[i], dt = _host.Sigmas[i + 1] - sigma;
+        row[Scale] = 1f / MathF.Sqrt(sigma * sigma + 1f);
         switch (_prediction)
         {
             case "epsilon":
                 // x0 = x - sigma m; d = (x - x0) / sigma = m
-                return Combine(x, 1f, m, dt);
+                (row[A], row[B]) = (1f, dt);
+                break;
             case "v_prediction":
             {
                 float s2p1 = sigma * sigma + 1f, c = -sigma / MathF.Sqrt(s2p1);
                 // x0 = c m + x / s2p1; x + (x - x0) / sigma * dt
-                return Combine(x, 1f + dt / sigma * (1f - 1f / s2p1), m, -c * dt / sigma);
+                (row[A], row[B]) = (1f + dt / sigma * (1f - 1f / s2p1), -c * dt / sigma);
+                break;
             }
             default:
-                return Combine(x, 1f + dt / sigma, m, -dt / sigma);
+                (row[A], row[B]) = (1f + dt / sigma, -dt / sigma);
+                break;
+        }
+    }
+
+    void AncestralRow(int i, Span<float> row)
+    {
+        var sigmas = _host.Sigmas;
+        float sigma = sigmas[i], sigmaTo = sigmas[i + 1];
+        // the host step's float32 order (EulerAncestralDiscreteScheduler.Step)
+        float from2 = sigma * sigma, to2 = sigmaTo * sigmaTo;
+        float sigmaUp = MathF.Sqrt(to2 * (from2 - to2) / from2);
+        float sigmaDown = MathF.Sqrt(to2 - sigmaUp * sigmaUp);
+        float dt = sigmaDown - sigma;
+        row[Scale] = 1f / MathF.Sqrt(sigma * sigma + 1f);
+        row[Noise] = sigmaUp;
+        row[Unit] = 1f;
+        if (_prediction == "epsilon") (row[A], row[B]) = (1f, dt);
+        else
+        {
+            float s2p1 = sigma * sigma + 1f, c = -sigma / MathF.Sqrt(s2p1);
+            (row[A], row[B]) = (1f + dt / sigma * (1f - 1f / s2p1), -c * dt / sigma);
         }
     }
 
@@ -121,39 +235,34 @@ public sealed class DeviceSampler : IDisposable
         return (alpha, sigma * alpha);
     }
 
-    Tensor DpmStep(Tensor m, int i, Tensor x)
+    void DpmRow(int i, Span<float> row)
     {
-        if (i != _nextStep)
-            throw new InvalidOperationException($"{_host.Name} is a multistep sampler: expected step {_nextStep}, got {i}");
         var s = _host.Sigmas;
         int count = _host.StepCount;
         bool lowerOrderFinal = i == count - 1 && count < 15;
         var (alphaS0, sigmaS0) = AlphaSigma(s[i]);
-        var x0 = _prediction == "epsilon" ? Combine(x, 1f / alphaS0, m, -sigmaS0 / alphaS0) : Combine(x, alphaS0, m, -sigmaS0);
+        row[Scale] = 1f;
+        row[One] = 1f;
+        if (_prediction == "epsilon") (row[X0x], row[X0m]) = (1f / alphaS0, -sigmaS0 / alphaS0);
+        else (row[X0x], row[X0m]) = (alphaS0, -sigmaS0);
         var (alphaT, sigmaT) = AlphaSigma(s[i + 1]);
         float h = MathF.Log(alphaT) - MathF.Log(sigmaT) - (MathF.Log(alphaS0) - MathF.Log(sigmaS0));
         float ratio = sigmaT / sigmaS0;
         float c0 = alphaT * (MathF.Exp(-h) - 1f);
-        Tensor y;
-        if (_order == 1 || _lowerOrderNums < 1 || lowerOrderFinal)
-            y = Combine(x, ratio, x0, -c0);
+        // the multistep history holds an x0 from step 1 on (lower_order_nums >= 1)
+        if (_order == 1 || i == 0 || lowerOrderFinal)
+            (row[Yx], row[Yx0], row[Yprev]) = (ratio, -c0, 0f);
         else
         {
             var (alphaS1, sigmaS1) = AlphaSigma(s[i - 1]);
             float h0 = MathF.Log(alphaS0) - MathF.Log(sigmaS0) - (MathF.Log(alphaS1) - MathF.Log(sigmaS1));
             float invR0 = h / h0, c1 = 0.5f * c0;
             // ratio x - c0 x0 - c1 invR0 (x0 - m1)
-            using var a = Combine(x, ratio, x0, -c0 - c1 * invR0);
-            y = Combine(a, 1f, _previousX0!, c1 * invR0);
+            (row[Yx], row[Yx0], row[Yprev]) = (ratio, -c0 - c1 * invR0, c1 * invR0);
         }
-        _previousX0?.Dispose();
-        _previousX0 = x0;
-        if (_lowerOrderNums < _order) _lowerOrderNums++;
-        _nextStep++;
-        return y;
     }
 
-    Tensor DdimStep(Tensor m, int i, Tensor x)
+    void DdimRow(int i, Span<float> row)
     {
         var ddim = (DdimScheduler)_host;
         var schedule = ddim.Schedule;
@@ -164,30 +273,24 @@ public sealed class DeviceSampler : IDisposable
         float alphaProdPrev = prevT >= 0 ? schedule.AlphasCumprod[prevT] : finalAlpha;
         float sqrtA = MathF.Sqrt(alphaProdT), sqrtB = MathF.Sqrt(1f - alphaProdT);
         float dirCoef = MathF.Sqrt(1f - alphaProdPrev), sqrtPrev = MathF.Sqrt(alphaProdPrev);
-        return _prediction switch
+        row[Scale] = 1f;
+        (row[A], row[B]) = _prediction switch
         {
             // x0 = (x - sqrtB m) / sqrtA, eps = m
-            "epsilon" => Combine(x, sqrtPrev / sqrtA, m, dirCoef - sqrtPrev * sqrtB / sqrtA),
+            "epsilon" => (sqrtPrev / sqrtA, dirCoef - sqrtPrev * sqrtB / sqrtA),
             // x0 = sqrtA x - sqrtB m, eps = sqrtA m + sqrtB x
-            "v_prediction" => Combine(x, sqrtPrev * sqrtA + dirCoef * sqrtB, m, dirCoef * sqrtA - sqrtPrev * sqrtB),
+            "v_prediction" => (sqrtPrev * sqrtA + dirCoef * sqrtB, dirCoef * sqrtA - sqrtPrev * sqrtB),
             // x0 = m, eps = (x - sqrtA m) / sqrtB
-            _ => Combine(x, dirCoef / sqrtB, m, sqrtPrev - dirCoef * sqrtA / sqrtB),
+            _ => (dirCoef / sqrtB, sqrtPrev - dirCoef * sqrtA / sqrtB),
         };
-    }
-
-    /// <summary>Moves the multistep history out of a step arena (see <see cref="IStepArena"/>).</summary>
-    public void PersistHistory(IStepArena arena)
-    {
-        if (_previousX0 is null) return;
-        var kept = arena.Persist(_previousX0);
-        _previousX0.Dispose();
-        _previousX0 = kept;
     }
 
     public void Dispose()
     {
-        _previousX0?.Dispose();
-        _previousX0 = null;
+        _history?.Dispose();
+        _history = null;
+        _noise?.Dispose();
+        _noise = null;
     }
 }
 

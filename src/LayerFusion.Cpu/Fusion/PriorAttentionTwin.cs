@@ -6,8 +6,7 @@ namespace LayerFusion.Cpu.Fusion;
 /// The CPU twin of the fused prior attention kernel (kernels/attention_priors.cu) on host arrays:
 /// <see cref="CpuOps.PriorAttention"/> (streamed per query tile, all heads of a tile in one task,
 /// head-mean before squaring, no M x N map, multi-threaded; the engine's CPU path) for the output, s
-/// and the &lt;EOS&gt; column, and <see cref="PriorMath.BlendInPlace"/> for the epilogue's Eq. 1 / Eq. 2.
-/// GPU parity tests compare the kernel with this.
+/// and the &lt;EOS&gt; column. GPU parity tests compare the kernel with this.
 /// </summary>
 public static class PriorAttentionTwin
 {
@@ -22,7 +21,7 @@ public static class PriorAttentionTwin
     /// float64 reference for it.
     /// </remarks>
     public static PriorAttentionHostResult Run(float[] q, float[] k, float[] v, int batch, int queries, int keys, int heads,
-        int headDim, PriorAttentionOptions options, float[]? keyBias = null, PriorBlendHost? blend = null)
+        int headDim, PriorAttentionOptions options, float[]? keyBias = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (batch < 1 || queries < 1 || keys < 1 || heads < 1 || headDim < 1)
@@ -59,19 +58,6 @@ public static class PriorAttentionTwin
             }
         }
 
-        float[]? fg = null;
-        if (blend is not null)
-        {
-            if (blend.Fg.Length != output.Length) throw new ArgumentException("blend: the FG output must have the output's shape");
-            if (blend.MaskBatchStride < 0) throw new ArgumentException("blend: negative mask batch stride");
-            long maskLength = (long)(batch - 1) * blend.MaskBatchStride + queries;
-            if (blend.SoftMask.Length < maskLength || blend.HardMask.Length < maskLength)
-                throw new ArgumentException($"blend: masks need {maskLength} values for stride {blend.MaskBatchStride}");
-            fg = (float[])blend.Fg.Clone();
-            for (int b = 0; b < batch; b++)
-                PriorMath.BlendInPlace(fg.AsSpan(b * queries * inner, queries * inner), output.AsSpan(b * queries * inner, queries * inner),
-                    blend.SoftMask.AsSpan(b * blend.MaskBatchStride, queries), blend.HardMask.AsSpan(b * blend.MaskBatchStride, queries), inner);
-        }
-        return new PriorAttentionHostResult(output, sparsity, column, fg);
+        return new PriorAttentionHostResult(output, sparsity, column);
     }
 }

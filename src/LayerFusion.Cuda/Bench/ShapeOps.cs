@@ -211,4 +211,35 @@ public sealed class ShapeOps : IOps
         Require(rows > 0 && openKeys >= 0, "ExclusionKeyBias", hard);
         return T(rows, openKeys + (int)hard.ElementCount);
     }
+
+    sealed class ShapeStepScalars(int steps, int columns, int constants) : StepScalars(steps, columns, constants);
+
+    public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants)
+    {
+        StepScalars.CheckShape(perStep, steps, columns);
+        return new ShapeStepScalars(steps, columns, constants.Length);
+    }
+
+    public void AdvanceStep(StepScalars scalars) { }
+
+    public Tensor TimestepEmbedding(StepScalar first, int count, int repeat, int dim, bool flipSinToCos, float downscaleFreqShift,
+        float scale = 1f, int maxPeriod = 10000)
+    {
+        first.Table.CheckRun(first, count, "TimestepEmbedding");
+        return T(count * repeat, dim);
+    }
+
+    public Tensor StepCombine(Tensor x, StepScalar a, Tensor y, StepScalar b)
+    {
+        Require(x.Shape.SequenceEqual(y.Shape), "StepCombine", x, y);
+        return T(x.Shape);
+    }
+
+    public Tensor StepScale(Tensor x, StepScalar a) => T(x.Shape);
+
+    public Tensor StepRow(Tensor rows, StepScalars scalars)
+    {
+        Require(rows.Rank >= 2 && rows.Dim(0) == scalars.Steps, "StepRow", rows);
+        return T(rows.Shape[1..]);
+    }
 }

@@ -84,15 +84,13 @@ public sealed unsafe class DeviceFloats : IDisposable
     }
 }
 
-/// <summary>Device form of the Eq. 1 / Eq. 2 epilogue inputs (see <see cref="PriorBlendHost"/>); Fg is read and overwritten with a'_fg.</summary>
-public sealed record CudaPriorBlend(Tensor Fg, DeviceFloats SoftMask, DeviceFloats HardMask, int MaskBatchStride);
 
 /// <summary>Output [B, M, H*D] and the per-query priors [B, M] asked for (null otherwise).</summary>
 public sealed record CudaPriorAttentionResult(Tensor Output, DeviceFloats? Sparsity, DeviceFloats? EosColumn);
 
 /// <summary>
 /// Launches kernels/attention_priors.cu (tensor-core flash attention that emits the LayerFusion
-/// priors and applies the Eq. 1/2 epilogue in the same launch) and the O(M) mask kernels of
+/// priors in the same launch) and the O(M) mask and after-to_out blend kernels of
 /// kernels/prior_masks.cu on a <see cref="CudaOps"/> backend's stream. fp16 or bf16 storage, sm_80+.
 /// </summary>
 public sealed unsafe class CudaPriorAttention : IDisposable
@@ -118,8 +116,7 @@ public sealed unsafe class CudaPriorAttention : IDisposable
     }
 
     /// <summary>The -D specialization of attention_priors.cu for one call shape and feature set.</summary>
-    public static ModuleSpec Spec(StorageType storage, int headDim, int warps, int heads, PriorAttentionOptions options,
-        bool blend, bool keyBias)
+    public static ModuleSpec Spec(StorageType storage, int headDim, int warps, int heads, PriorAttentionOptions options, bool keyBias)
     {
         var d = new List<string> { $"-DLF_HEAD_DIM={headDim}", $"-DLF_WARPS={warps}" };
         if (options.EmitsPriors)
@@ -129,7 +126,6 @@ public sealed unsafe class CudaPriorAttention : IDisposable
             if (options.Sparsity) d.Add("-DLF_SPARSITY=1");
             if (options.EosIndex >= 0) d.Add("-DLF_EOS=1");
         }
-        if (blend) d.Add("-DLF_BLEND=1");
         if (keyBias) d.Add("-DLF_KEY_BIAS=1");
         return new ModuleSpec(AttentionFile, storage, d);
     }
@@ -187,11 +183,11 @@ public sealed unsafe class CudaPriorAttention : IDisposable
 
     /// <summary>
     /// out = softmax(q k^T / sqrt(D) + key_bias) v per head, plus the priors <paramref name="options"/>
-    /// asks for, plus (with <paramref name="blend"/>) Eq. 1 into the output and Eq. 2 into blend.Fg.
+    /// asks for (the blends act after to_out: <see cref="BlendAfterOut"/>).
     /// Preallocated outputs may be passed (benchmarks); otherwise they are allocated here.
     /// </summary>
     public CudaPriorAttentionResult Run(Tensor q, Tensor k, Tensor v, int heads, PriorAttentionOptions options,
-        Tensor? keyBias = null, CudaPriorBlend? blend = null, Tensor? output = null, DeviceFloats? sparsity = null,
+        Tensor? keyBias = null, Tensor? output = null, DeviceFloats? sparsity = null,
         DeviceFloats? eosColumn = null, int warps = 0)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -215,16 +211,6 @@ public sealed unsafe class CudaPriorAttention : IDisposable
         {
             bias = Own(keyBias, "key bias");
             if (bias.ElementCount != (long)b * n) throw new ArgumentException($"prior attention: key bias must be [B, N] = [{b}, {n}]");
-        }
-        CudaTensor? fg = null;
-        if (blend is not null)
-        {
-            fg = Own(blend.Fg, "blend FG output");
-            if (!fg.Shape.SequenceEqual(qs.Shape)) throw new ArgumentException("blend: the FG output must have q's shape [B, M, H*D]");
-            if (blend.MaskBatchStride < 0) throw new ArgumentException("blend: negative mask batch stride");
-            long need = (long)(b - 1) * blend.MaskBatchStride + m;
-            if (blend.SoftMask.Count < need || blend.HardMask.Count < need)
-                throw new ArgumentException($"blend: masks need {need} values for stride {blend.MaskBatchStride}");
         }
 
         var y = output is null ? (CudaTensor)_ops.Zeros(qs.Shape) : Own(output, "output");
@@ -251,12 +237,11 @@ public sealed unsafe class CudaPriorAttention : IDisposable
         int shared = SharedBytes(d, w, heads, options.Sparsity);
         if (shared > _ops.Device.MaxSharedMemoryPerBlockOptin)
             throw new NotSupportedException($"prior attention with {heads} heads of {d} needs {shared} bytes of shared memory; the device offers {_ops.Device.MaxSharedMemoryPerBlockOptin}");
-        var spec = Spec(_ops.Storage, d, w, heads, options, blend is not null, bias is not null);
+        var spec = Spec(_ops.Storage, d, w, heads, options, bias is not null);
         int rows = 16 * w;
         Launch(spec, "lf_prior_attention", ((uint)((m + rows - 1) / rows), (uint)headsPerGrid, (uint)b), (uint)(32 * w),
             new KernelArgs().Ptr(qs.Ptr).Ptr(ks.Ptr).Ptr(vs.Ptr).Ptr(bias?.Ptr ?? 0).Ptr(y.Ptr).Ptr(s?.Ptr ?? 0).Ptr(col?.Ptr ?? 0)
-                .I32(Math.Max(options.EosIndex, 0)).Ptr(fg?.Ptr ?? 0).Ptr(blend?.SoftMask.Ptr ?? 0).Ptr(blend?.HardMask.Ptr ?? 0)
-                .I32(blend?.MaskBatchStride ?? 0).I32(m).I32(n).I32(heads).F32(1f / MathF.Sqrt(d)), shared);
+                .I32(Math.Max(options.EosIndex, 0)).I32(m).I32(n).I32(heads).F32(1f / MathF.Sqrt(d)), shared);
         return new CudaPriorAttentionResult(y, s, col);
     }
 

@@ -21,6 +21,10 @@ public sealed class BumpAllocator(Func<long, ulong> allocateChunk, Action<ulong>
     public long Capacity => _chunks.Sum(c => c.Size);
     public int ChunkCount => _chunks.Count;
     public int DriverAllocations { get; private set; }
+    /// <summary>Whether the next <see cref="Reset"/> frees and re-allocates chunks (the arena's addresses change).</summary>
+    public bool ResetReallocates => _chunks.Count > 1;
+    /// <summary>Counts the times the chunks were replaced: a graph captured over the arena is valid while this stays the same.</summary>
+    public int Generation { get; private set; }
 
     public ulong Allocate(long bytes)
     {
@@ -82,6 +86,7 @@ public sealed class BumpAllocator(Func<long, ulong> allocateChunk, Action<ulong>
             _chunks.Clear();
             _chunks.Add((allocateChunk(total), total));
             DriverAllocations++;
+            Generation++;
         }
         _current = 0;
         _offset = 0;

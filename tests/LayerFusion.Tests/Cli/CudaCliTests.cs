@@ -51,6 +51,34 @@ public sealed class CudaCliTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     }
 
     [Fact]
+    public void Emulated_no_cuda_graph_runs_op_by_op_with_the_same_bytes()
+    {
+        RequireDevice();
+        string[] args = ["sdxl", "--model", tiny.Default, "--prompt", "a lighthouse", "--steps", "3", "--seed", "5", "--width", "40",
+            "--height", "24", "--backend", "cuda"];
+        var graph = SdxlCliTests.RunExactly([.. args, "--out", P("graph.png")]);
+        Assert.True(graph.Code == 0, graph.Err);
+        Assert.Contains("cuda graph: 2 of 3 steps", graph.Out);
+        var plain = SdxlCliTests.RunExactly([.. args, "--no-cuda-graph", "--out", P("plain.png")]);
+        Assert.True(plain.Code == 0, plain.Err);
+        Assert.DoesNotContain("cuda graph", plain.Out);
+        Assert.Equal(File.ReadAllBytes(P("plain.png")), File.ReadAllBytes(P("graph.png")));
+
+        string model = P("gen-model");
+        if (!Directory.Exists(model)) Assert.Equal(0, SdxlCliTests.RunExactly("make-tiny", model, "--seed", "1").Code);
+        string[] gen = ["generate", "--model", model, "--fg", "a glass bottle", "--bg", "a beach", "--steps", "2", "--seed", "9",
+            "--width", "32", "--height", "24", "--no-augment", "--backend", "cuda"];
+        var g = SdxlCliTests.RunExactly([.. gen, "--out", P("gen-graph")]);
+        Assert.True(g.Code == 0, g.Err);
+        Assert.Contains("cuda graph: 1 of 2 steps", g.Out);
+        var p = SdxlCliTests.RunExactly([.. gen, "--no-cuda-graph", "--out", P("gen-plain")]);
+        Assert.True(p.Code == 0, p.Err);
+        Assert.DoesNotContain("cuda graph", p.Out);
+        foreach (var name in LayerFusionOutputs.ImageNames)
+            Assert.Equal(PngFile.Read(Path.Combine(P("gen-plain"), "00000-9", name)).Pixels, PngFile.Read(Path.Combine(P("gen-graph"), "00000-9", name)).Pixels);
+    }
+
+    [Fact]
     public void Emulated_generate_on_cuda_writes_the_triplet_close_to_the_cpu_one()
     {
         RequireDevice();

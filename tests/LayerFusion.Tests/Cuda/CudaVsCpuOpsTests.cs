@@ -122,6 +122,21 @@ public class CudaVsCpuOpsTests(CudaFixture fx) : IClassFixture<CudaFixture>
         Same("slice", gpu.Slice(img.G, 2, 3, 5), cpu.Slice(img.C, 2, 3, 5));
         Same("permute", gpu.Permute(img.G, 0, 2, 3, 1), cpu.Permute(img.C, 0, 2, 3, 1));
 
+        // the step table's ops, read at step 1 after one AdvanceStep (each row differs, so the counter decides)
+        float[] rows = [999f, 0.5f, -1.25f, 2f, 500.5f, 1.5f, 0.75f, -0.5f, 1.25f, -2f, 0.125f, 3f];
+        float[] constants = [1024f, 768f, 0f, 0f, 1152f, 896f];
+        using var gt = gpu.CreateStepScalars(rows, 3, 4, constants);
+        using var ct = cpu.CreateStepScalars(rows, 3, 4, constants);
+        gpu.AdvanceStep(gt);
+        cpu.AdvanceStep(ct);
+        var img2 = In(R((int)img.C.ElementCount, 2), img.C.Shape);
+        Same("step combine", gpu.StepCombine(img.G, gt.Column(1), img2.G, gt.Column(2)), cpu.StepCombine(img.C, ct.Column(1), img2.C, ct.Column(2)));
+        Same("step scale", gpu.StepScale(img.G, gt.Column(3)), cpu.StepScale(img.C, ct.Column(3)));
+        var noise = In(R(3 * 40), 3, 4, 10);
+        Same("step row", gpu.StepRow(noise.G, gt), cpu.StepRow(noise.C, ct));
+        Same("timestep embedding (step column)", gpu.TimestepEmbedding(gt.Column(0), 1, 3, 320, true, 0f), cpu.TimestepEmbedding(ct.Column(0), 1, 3, 320, true, 0f));
+        Same("timestep embedding (constants)", gpu.TimestepEmbedding(gt.Constant(0), 6, 1, 256, true, 0f), cpu.TimestepEmbedding(ct.Constant(0), 6, 1, 256, true, 0f));
+
         Assert.True(failures.Count == 0, $"seed {seed}, {t}:\n" + string.Join("\n", failures));
     }
 }

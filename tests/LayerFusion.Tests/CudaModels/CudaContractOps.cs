@@ -177,6 +177,22 @@ internal sealed class CudaContractOps(IOps inner, StorageType storage, bool roun
     public Tensor Sub(Tensor a, Tensor b) => Binary(nameof(Sub), a, b, inner.Sub);
     public Tensor Mul(Tensor a, Tensor b) => Binary(nameof(Mul), a, b, inner.Mul);
     public Tensor Affine(Tensor x, float alpha, float beta = 0f) => Out(nameof(Affine), inner.Affine(In(x), alpha, beta));
+    public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants)
+    {
+        lock (_called) _called.Add(nameof(CreateStepScalars));
+        return inner.CreateStepScalars(perStep, steps, columns, constants);
+    }
+    public void AdvanceStep(StepScalars scalars)
+    {
+        lock (_called) _called.Add(nameof(AdvanceStep));
+        inner.AdvanceStep(scalars);
+    }
+    public Tensor TimestepEmbedding(StepScalar first, int count, int repeat, int dim, bool flipSinToCos, float downscaleFreqShift,
+        float scale = 1f, int maxPeriod = 10000) =>
+        Out(nameof(TimestepEmbedding), inner.TimestepEmbedding(first, count, repeat, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
+    public Tensor StepCombine(Tensor x, StepScalar a, Tensor y, StepScalar b) => Out(nameof(StepCombine), inner.StepCombine(In(x), a, In(y), b));
+    public Tensor StepScale(Tensor x, StepScalar a) => Out(nameof(StepScale), inner.StepScale(In(x), a));
+    public Tensor StepRow(Tensor rows, StepScalars scalars) => Out(nameof(StepRow), inner.StepRow(In(rows), scalars));
 
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis)
     {

@@ -16,19 +16,19 @@ namespace LayerFusion.Tests.CudaPriors;
 /// </summary>
 public class PriorAttentionCompileTests
 {
-    /// <summary>(storage, headDim, warps, heads, sparsity, eos, blend, keyBias): SDXL's shapes and the option corners.</summary>
-    public static IEnumerable<(StorageType, int, int, int, bool, bool, bool, bool)> Variants()
+    /// <summary>(storage, headDim, warps, heads, sparsity, eos, keyBias): SDXL's shapes and the option corners.</summary>
+    public static IEnumerable<(StorageType, int, int, int, bool, bool, bool)> Variants()
     {
         foreach (var t in new[] { StorageType.F16, StorageType.BF16 })
         {
-            yield return (t, 64, 4, 10, false, false, false, false);   // plain, SDXL level 1
-            yield return (t, 64, 4, 20, false, false, false, false);   // plain, SDXL level 2
-            yield return (t, 64, 4, 10, true, true, false, false);     // prior layer + <EOS>
-            yield return (t, 64, 1, 20, true, false, false, false);    // batch-1 prior pass, narrow blocks
-            yield return (t, 64, 2, 20, false, true, true, false);     // cross-attention content prior + blend
-            yield return (t, 64, 4, 10, false, false, true, true);     // blend + sharing key bias
-            yield return (t, 128, 2, 5, true, true, true, true);       // widest head dim, everything on
-            yield return (t, 80, 4, 3, true, false, false, true);      // odd multiple of 16
+            yield return (t, 64, 4, 10, false, false, false);   // plain, SDXL level 1
+            yield return (t, 64, 4, 20, false, false, false);   // plain, SDXL level 2
+            yield return (t, 64, 4, 10, true, true, false);     // prior layer + <EOS>
+            yield return (t, 64, 1, 20, true, false, false);    // batch-1 prior pass, narrow blocks
+            yield return (t, 64, 2, 20, false, true, false);    // cross-attention content prior
+            yield return (t, 64, 4, 10, false, false, true);    // sharing key bias
+            yield return (t, 128, 2, 5, true, true, true);      // widest head dim, everything on
+            yield return (t, 80, 4, 3, true, false, true);      // odd multiple of 16
         }
     }
 
@@ -36,8 +36,8 @@ public class PriorAttentionCompileTests
     {
         var data = new TheoryData<string, string>();
         foreach (var arch in new[] { "sm_80", "sm_90" })
-            foreach (var (t, d, w, h, s, e, b, kb) in Variants())
-                data.Add($"{(int)t}|{d}|{w}|{h}|{s}|{e}|{b}|{kb}", arch);
+            foreach (var (t, d, w, h, s, e, kb) in Variants())
+                data.Add($"{(int)t}|{d}|{w}|{h}|{s}|{e}|{kb}", arch);
         return data;
     }
 
@@ -45,7 +45,7 @@ public class PriorAttentionCompileTests
     {
         var p = spec.Split('|');
         return CudaPriorAttention.Spec((StorageType)int.Parse(p[0]), int.Parse(p[1]), int.Parse(p[2]), int.Parse(p[3]),
-            new PriorAttentionOptions(bool.Parse(p[4]), bool.Parse(p[5]) ? 76 : -1), bool.Parse(p[6]), bool.Parse(p[7]));
+            new PriorAttentionOptions(bool.Parse(p[4]), bool.Parse(p[5]) ? 76 : -1), bool.Parse(p[6]));
     }
 
     [Theory, MemberData(nameof(Specs))]
@@ -142,10 +142,10 @@ public class PriorAttentionCompileTests
     public void Unsupported_specializations_fail_to_compile_with_a_clear_message()
     {
         Requires.Nvrtc();
-        var fp32 = CudaPriorAttention.Spec(StorageType.F32, 64, 4, 10, PriorAttentionOptions.None, false, false);
+        var fp32 = CudaPriorAttention.Spec(StorageType.F32, 64, 4, 10, PriorAttentionOptions.None, false);
         var e = Assert.Throws<KernelCompileException>(() => NvrtcCompiler.Compile(fp32.File, KernelSources.Get(fp32.File), KernelSources.Headers, fp32.Options("sm_80")));
         Assert.Contains("fp16", e.Log);
-        var odd = CudaPriorAttention.Spec(StorageType.F16, 40, 4, 10, PriorAttentionOptions.None, false, false);
+        var odd = CudaPriorAttention.Spec(StorageType.F16, 40, 4, 10, PriorAttentionOptions.None, false);
         e = Assert.Throws<KernelCompileException>(() => NvrtcCompiler.Compile(odd.File, KernelSources.Get(odd.File), KernelSources.Headers, odd.Options("sm_80")));
         Assert.Contains("multiple of 16", e.Log);
     }

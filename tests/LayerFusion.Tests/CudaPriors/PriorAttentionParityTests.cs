@@ -140,38 +140,6 @@ public class PriorAttentionParityTests(CudaFixture fx) : IClassFixture<CudaFixtu
         Within("c with key bias", t, c.Download(), e.EosColumn, seed);
     }
 
-    [Theory, MemberData(nameof(Storages))]
-    public void Blend_epilogue_matches_eq1_and_eq2(StorageType t)
-    {
-        var ops = fx.Ops(t);
-        var (rng, seed) = NewRng();
-        const int batch = 2, m = 96, n = 77, heads = 10, d = 64;
-        int inner = heads * d;
-        foreach (var stride in new[] { 0, m })
-        {
-            var q = Q(Random(rng, batch * m * inner, 1.5), t);
-            var k = Q(Random(rng, batch * n * inner, 1.5), t);
-            var v = Q(Random(rng, batch * n * inner, 1), t);
-            var fg = Q(Random(rng, batch * m * inner, 1), t);
-            var soft = Uniform01(rng, stride == 0 ? m : batch * m);
-            var hard = PriorMath.HardMask(soft, 10);
-            using var prior = new CudaPriorAttention(ops);
-            using var qt = ops.FromHost(q, batch, m, inner);
-            using var kt = ops.FromHost(k, batch, n, inner);
-            using var vt = ops.FromHost(v, batch, n, inner);
-            using var ft = ops.FromHost(fg, batch, m, inner);
-            using var sd = DeviceFloats.From(ops.Device, soft);
-            using var hd = DeviceFloats.From(ops.Device, hard);
-            var r = prior.Run(qt, kt, vt, heads, new PriorAttentionOptions(false, 76), blend: new CudaPriorBlend(ft, sd, hd, stride));
-            using var o = r.Output;
-            using var c = r.EosColumn!;
-            var e = PriorReference64.Compute(q, k, v, batch, m, n, heads, d, 76, fg: fg, soft: soft, hard: hard, maskStride: stride);
-            Within($"a'_blend (Eq. 1) stride {stride}", t, ops.ToHost(o), e.Output, seed);
-            Within($"a'_fg (Eq. 2) stride {stride}", t, ops.ToHost(ft), e.Fg!, seed);
-            Within($"c with blend stride {stride}", t, c.Download(), e.EosColumn, seed);
-        }
-    }
-
     [Fact]
     public void Mask_kernels_match_prior_math()
     {

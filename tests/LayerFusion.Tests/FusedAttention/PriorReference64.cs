@@ -1,17 +1,17 @@
 namespace LayerFusion.Tests.FusedAttention;
 
 /// <summary>Float64 results of prior-emitting attention, all [B, M] vectors and [B, M, H*D] outputs.</summary>
-internal sealed record PriorReference(double[] Output, double[] Sparsity, double[] EosColumn, double[]? Fg);
+internal sealed record PriorReference(double[] Output, double[] Sparsity, double[] EosColumn);
 
 /// <summary>
 /// The plain float64 reference for the fused prior attention: every head's probability row is
 /// materialized (fine at test sizes), then O = P V, m = mean_h P, s = 1 / sum_j m_ij^2,
-/// c = m_{i,eos}, and Eq. 1 / Eq. 2 on the outputs. Nothing here is shared with the code under test.
+/// c = m_{i,eos}. Nothing here is shared with the code under test.
 /// </summary>
 internal static class PriorReference64
 {
     public static PriorReference Compute(float[] q, float[] k, float[] v, int batch, int queries, int keys, int heads, int headDim,
-        int eosIndex, float[]? keyBias = null, float[]? fg = null, float[]? soft = null, float[]? hard = null, int maskStride = 0)
+        int eosIndex, float[]? keyBias = null)
     {
         int inner = heads * headDim;
         var output = new double[(long)batch * queries * inner];
@@ -56,24 +56,7 @@ internal static class PriorReference64
                 eos[b * queries + i] = eosIndex >= 0 ? mean[eosIndex] : 0;
             }
 
-        double[]? fgOut = null;
-        if (fg is not null)
-        {
-            fgOut = new double[output.Length];
-            for (int b = 0; b < batch; b++)
-                for (int i = 0; i < queries; i++)
-                {
-                    double sm = soft![b * maskStride + i], hm = hard![b * maskStride + i];
-                    for (int c = 0; c < inner; c++)
-                    {
-                        long at = ((long)b * queries + i) * inner + c;
-                        double blended = fg[at] * sm + output[at] * (1 - sm);   // Eq. 1
-                        fgOut[at] = blended * hm + fg[at] * (1 - hm);            // Eq. 2
-                        output[at] = blended;
-                    }
-                }
-        }
-        return new PriorReference(output, sparsity, eos, fgOut);
+        return new PriorReference(output, sparsity, eos);
     }
 
     /// <summary>‖actual − expected‖₂ / ‖expected‖₂; a non-finite actual value fails the check outright.</summary>

@@ -53,6 +53,14 @@ internal sealed class MeteredOps(IOps inner, long availableBytes = long.MaxValue
     public Tensor Sub(Tensor a, Tensor b) => (inner.Sub((a), (b)));
     public Tensor Mul(Tensor a, Tensor b) => (inner.Mul((a), (b)));
     public Tensor Affine(Tensor x, float alpha, float beta = 0) => (inner.Affine((x), alpha, beta));
+    public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants) =>
+        inner.CreateStepScalars(perStep, steps, columns, constants);
+    public void AdvanceStep(StepScalars scalars) => inner.AdvanceStep(scalars);
+    public Tensor TimestepEmbedding(StepScalar first, int count, int repeat, int dim, bool flipSinToCos, float downscaleFreqShift,
+        float scale = 1f, int maxPeriod = 10000) => inner.TimestepEmbedding(first, count, repeat, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod);
+    public Tensor StepCombine(Tensor x, StepScalar a, Tensor y, StepScalar b) => inner.StepCombine(x, a, y, b);
+    public Tensor StepScale(Tensor x, StepScalar a) => inner.StepScale(x, a);
+    public Tensor StepRow(Tensor rows, StepScalars scalars) => inner.StepRow(rows, scalars);
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis) => (inner.Concat(parts, axis));
     public Tensor Slice(Tensor x, int axis, int start, int length) => (inner.Slice((x), axis, start, length));
     public Tensor Permute(Tensor x, params int[] axes) => (inner.Permute((x), axes));

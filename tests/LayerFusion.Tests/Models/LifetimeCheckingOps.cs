@@ -129,6 +129,18 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
     public Tensor Sub(Tensor a, Tensor b) => Wrap(inner.Sub(Use(a), Use(b)));
     public Tensor Mul(Tensor a, Tensor b) => Wrap(inner.Mul(Use(a), Use(b)));
     public Tensor Affine(Tensor x, float alpha, float beta = 0) => Wrap(inner.Affine(Use(x), alpha, beta));
+    /// <summary>The step table's one upload counts as a FromHost copy; reading it (the ops below) moves nothing.</summary>
+    public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants)
+    {
+        Interlocked.Increment(ref _fromHost);
+        return inner.CreateStepScalars(perStep, steps, columns, constants);
+    }
+    public void AdvanceStep(StepScalars scalars) => inner.AdvanceStep(scalars);
+    public Tensor TimestepEmbedding(StepScalar first, int count, int repeat, int dim, bool flipSinToCos, float downscaleFreqShift,
+        float scale = 1f, int maxPeriod = 10000) => Wrap(inner.TimestepEmbedding(first, count, repeat, dim, flipSinToCos, downscaleFreqShift, scale, maxPeriod));
+    public Tensor StepCombine(Tensor x, StepScalar a, Tensor y, StepScalar b) => Wrap(inner.StepCombine(Use(x), a, Use(y), b));
+    public Tensor StepScale(Tensor x, StepScalar a) => Wrap(inner.StepScale(Use(x), a));
+    public Tensor StepRow(Tensor rows, StepScalars scalars) => Wrap(inner.StepRow(Use(rows), scalars));
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis) => Wrap(inner.Concat(parts.Select(Use).ToArray(), axis));
     public Tensor Slice(Tensor x, int axis, int start, int length) => Wrap(inner.Slice(Use(x), axis, start, length));
     public Tensor Permute(Tensor x, params int[] axes) => Wrap(inner.Permute(Use(x), axes));

@@ -130,7 +130,7 @@ public sealed class UNet2DConditionModel
         Run(sample, timesteps, encoderHiddenStates, textEmbeds, timeIds, processor, attentionWeights, null)!;
 
     /// <summary>
-    /// <see cref="Forward"/> for its attention side effects only (LayerFusion's prior pass): the blocks
+    /// <see cref="Forward(Tensor, ReadOnlySpan{float}, Tensor, Tensor?, ReadOnlySpan{float}, IAttentionProcessor?, IAttentionWeights?)"/> for its attention side effects only (LayerFusion's prior pass): the blocks
     /// run in order until <paramref name="done"/> is true after a block (checked after every down
     /// block, the mid block and every up block), then the rest of the graph is skipped. Returns
     /// whether it stopped early; the model output, if it was reached, is discarded.
@@ -144,8 +144,33 @@ public sealed class UNet2DConditionModel
         return y is null;
     }
 
+    /// <summary>
+    /// <see cref="Forward(Tensor, ReadOnlySpan{float}, Tensor, Tensor?, ReadOnlySpan{float}, IAttentionProcessor?, IAttentionWeights?)"/>
+    /// with the timestep (one for the whole batch) and the time ids read on the backend from a denoising
+    /// loop's step table, so the call uploads nothing.
+    /// </summary>
+    public Tensor Forward(Tensor sample, UNetStepTime time, Tensor encoderHiddenStates, Tensor? textEmbeds = null,
+        IAttentionProcessor? processor = null, IAttentionWeights? attentionWeights = null)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        return Run(sample, default, encoderHiddenStates, textEmbeds, default, processor, attentionWeights, null, time)!;
+    }
+
+    /// <summary><see cref="ForwardUntil(Func{bool}, Tensor, ReadOnlySpan{float}, Tensor, Tensor?, ReadOnlySpan{float}, IAttentionProcessor?, IAttentionWeights?)"/>
+    /// with the step table's timestep and time ids.</summary>
+    public bool ForwardUntil(Func<bool> done, Tensor sample, UNetStepTime time, Tensor encoderHiddenStates, Tensor? textEmbeds = null,
+        IAttentionProcessor? processor = null, IAttentionWeights? attentionWeights = null)
+    {
+        ArgumentNullException.ThrowIfNull(done);
+        ArgumentNullException.ThrowIfNull(time);
+        var y = Run(sample, default, encoderHiddenStates, textEmbeds, default, processor, attentionWeights, done, time);
+        y?.Dispose();
+        return y is null;
+    }
+
     Tensor? Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor encoderHiddenStates, Tensor? textEmbeds,
-        ReadOnlySpan<float> timeIds, IAttentionProcessor? processor, IAttentionWeights? attentionWeights, Func<bool>? done)
+        ReadOnlySpan<float> timeIds, IAttentionProcessor? processor, IAttentionWeights? attentionWeights, Func<bool>? done,
+        UNetStepTime? stepTime = null)
     {
         var c = Config;
         var ops = sample.Ops;
@@ -158,24 +183,33 @@ public sealed class UNet2DConditionModel
         var rt = new AttentionRuntime(processor ?? Processor, attentionWeights ?? AttentionWeights);
 
         // time_proj + time_embedding
-        float[] ts = timesteps.Length == b ? timesteps.ToArray()
-            : timesteps.Length == 1 ? Enumerable.Repeat(timesteps[0], b).ToArray()
-            : throw new UserInputException($"{comp}: {timesteps.Length} timesteps for a batch of {b}");
         Tensor emb;
-        using (var tProj = ops.TimestepEmbedding(ts, c.BlockOutChannels[0], c.FlipSinToCos, c.FreqShift))
+        if (stepTime is { } st)
+            using (var tProj = ops.TimestepEmbedding(st.Timestep, 1, b, c.BlockOutChannels[0], c.FlipSinToCos, c.FreqShift))
+                emb = _timeEmbedding.Forward(tProj);
+        else
+        {
+            float[] ts = timesteps.Length == b ? timesteps.ToArray()
+                : timesteps.Length == 1 ? Enumerable.Repeat(timesteps[0], b).ToArray()
+                : throw new UserInputException($"{comp}: {timesteps.Length} timesteps for a batch of {b}");
+            using var tProj = ops.TimestepEmbedding(ts, c.BlockOutChannels[0], c.FlipSinToCos, c.FreqShift);
             emb = _timeEmbedding.Forward(tProj);
+        }
+        int timeIdCount = stepTime?.TimeIdCount ?? timeIds.Length;
         if (_addEmbedding is not null)
         {
             if (textEmbeds is null || textEmbeds.Rank != 2 || textEmbeds.Dim(0) != b)
                 throw new UserInputException($"{comp}: addition_embed_type text_time needs text_embeds [{b}, D]");
-            if (timeIds.Length == 0 || timeIds.Length % b != 0)
-                throw new UserInputException($"{comp}: addition_embed_type text_time needs time_ids [{b}, k], got {timeIds.Length} values");
-            int k = timeIds.Length / b;
+            if (timeIdCount == 0 || timeIdCount % b != 0)
+                throw new UserInputException($"{comp}: addition_embed_type text_time needs time_ids [{b}, k], got {timeIdCount} values");
+            int k = timeIdCount / b;
             int total = textEmbeds.Dim(1) + k * c.AdditionTimeEmbedDim;
             if (total != c.ProjectionClassEmbeddingsInputDim)
                 throw new UserInputException($"{comp}: text_embeds ({textEmbeds.Dim(1)}) + {k} time ids x {c.AdditionTimeEmbedDim} = {total}, " +
                     $"but projection_class_embeddings_input_dim is {c.ProjectionClassEmbeddingsInputDim}");
-            using var timeProj = ops.TimestepEmbedding(timeIds, c.AdditionTimeEmbedDim, c.FlipSinToCos, c.FreqShift);
+            using var timeProj = stepTime is { TimeIds: { } ids }
+                ? ops.TimestepEmbedding(ids, timeIdCount, 1, c.AdditionTimeEmbedDim, c.FlipSinToCos, c.FreqShift)
+                : ops.TimestepEmbedding(timeIds, c.AdditionTimeEmbedDim, c.FlipSinToCos, c.FreqShift);
             using var addEmbeds = ops.Concat([textEmbeds, timeProj.Reshape(b, k * c.AdditionTimeEmbedDim)], 1);
             using var aug = _addEmbedding.Forward(addEmbeds);
             using var old = emb;
@@ -254,3 +288,10 @@ public sealed class UNet2DConditionModel
         }
     }
 }
+
+/// <summary>
+/// Where a UNet call inside a denoising loop reads its timestep and SDXL's time ids: a
+/// <see cref="StepScalars"/> table on the backend (the timestep a per-step column, the time ids
+/// <paramref name="TimeIdCount"/> constants from <paramref name="TimeIds"/>; null without text_time).
+/// </summary>
+public sealed record UNetStepTime(StepScalar Timestep, StepScalar? TimeIds, int TimeIdCount);
