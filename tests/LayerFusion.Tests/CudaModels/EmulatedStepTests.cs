@@ -47,12 +47,17 @@ public class EmulatedStepTests(CudaModelFixture fx) : IClassFixture<CudaModelFix
         Options = new LayerFusionOptions { TransparentAugment = false },
     };
 
-    StandInCounters.Counts Counters()
+    // Once before a run: the fixture's accessor checks the context for a fault (cuCtxSynchronize),
+    // which must not be counted inside the loop
+    void Prepare()
     {
         fx.Gpu();
         EmulatedCuda.SkipUnlessActive();
-        return StandInCounters.TryRead() ?? throw new InvalidOperationException("the stand-in driver has no lfemu_counters export");
+        Counters();
     }
+
+    static StandInCounters.Counts Counters() =>
+        StandInCounters.TryRead() ?? throw new InvalidOperationException("the stand-in driver has no lfemu_counters export");
 
     static void AssertQuiet(List<StandInCounters.Counts> marks, StandInCounters.Counts after, string what)
     {
@@ -72,7 +77,7 @@ public class EmulatedStepTests(CudaModelFixture fx) : IClassFixture<CudaModelFix
     [InlineData(Samplers.EulerAncestral, true)]
     public void Emulated_sdxl_steps_neither_synchronize_nor_copy(string sampler, bool graphs)
     {
-        Counters();
+        Prepare();
         var pipe = fx.GpuPipeline().Sdxl;
         var marks = new List<StandInCounters.Counts>();
         pipe.StepGraphs = graphs;
@@ -87,7 +92,7 @@ public class EmulatedStepTests(CudaModelFixture fx) : IClassFixture<CudaModelFix
     [InlineData(Samplers.Euler, false)]
     public void Emulated_layerfusion_steps_neither_synchronize_nor_copy(string sampler, bool graphs)
     {
-        Counters();
+        Prepare();
         var pipe = fx.GpuPipeline();
         var marks = new List<StandInCounters.Counts>();
         pipe.StepGraphs = graphs;
