@@ -56,10 +56,20 @@ public sealed class InterruptTests : IDisposable
 
     static Process Start(params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        // A test host started as a background job of a non-interactive shell (`.ci/run &`) ignores SIGINT,
+        // and a child inherits that: coreutils' env restores the default so the CLI sees Ctrl+C.
+        var psi = new ProcessStartInfo(SigIntIgnored() ? "env" : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (psi.FileName == "env") { psi.ArgumentList.Add("--default-signal=INT"); psi.ArgumentList.Add("dotnet"); }
         psi.ArgumentList.Add(Cli);
         foreach (var a in args) psi.ArgumentList.Add(a);
         return Process.Start(psi)!;
+    }
+
+    /// <summary>Whether this process ignores SIGINT (bit 1 of /proc/self/status's SigIgn mask).</summary>
+    static bool SigIntIgnored()
+    {
+        var line = File.Exists("/proc/self/status") ? File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal)) : null;
+        return line is not null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & 0x2) != 0;
     }
 
     static void Kill(int pid, string signal)
