@@ -21,6 +21,7 @@ public class FaultIsolationTests
     public void Emulated_kernel_fault_fails_exactly_its_test_naming_kernel_and_fault_and_the_next_cuda_test_passes()
     {
         EmulatedCuda.SkipUnlessActive();
+        Requires.Nvrtc();  // the emulated device builds its kernels through the real NVRTC
         var (code, log) = EmulatedCuda.RunTestsInChild(
             ["-class", typeof(FaultIsolationDemo).FullName!, "-explicit", "only"], env => { });
         Assert.True(code != 0, $"the demo's out-of-bounds test should have failed:\n{log}");
@@ -41,6 +42,7 @@ public class FaultIsolationTests
     public void Emulated_failing_cublasCreate_makes_cuda_unavailable_and_gpu_tests_skip_with_its_status()
     {
         EmulatedCuda.SkipUnlessActive();
+        Requires.Nvrtc();  // the emulated device builds its kernels through the real NVRTC
         // LAYERFUSION_EMU_CUBLAS_CREATE_STATUS is read by the stand-in cuBLAS only: its cublasCreate_v2
         // returns CUBLAS_STATUS_ALLOC_FAILED (3), as the real one does when it cannot initialise
         var method = $"{typeof(CudaParityTests).FullName}.{nameof(CudaParityTests.A_step_in_the_arena_allocates_nothing_after_the_first)}";
