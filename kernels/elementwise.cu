@@ -16,6 +16,16 @@ extern "C" __global__ void lf_affine(const elem_t* x, elem_t* y, lf_i64 n, float
     LF_GRID_STRIDE(i, n) lf_store(y, i, alpha * lf_load(x, i) + beta);
 }
 
+// min/max written as comparisons: fminf/fmaxf would turn NaN into a bound, torch clamp keeps it.
+extern "C" __global__ void lf_clamp(const elem_t* x, elem_t* y, lf_i64 n, float lo, float hi)
+{
+    LF_GRID_STRIDE(i, n)
+    {
+        const float v = lf_load(x, i);
+        lf_store(y, i, v < lo ? lo : (v > hi ? hi : v));
+    }
+}
+
 // The denoising loop's per-step scalars (StepScalars): a and b are columns of an fp32 table read at the
 // device step counter (clamped to steps - 1), so a captured step graph replays with each step's values.
 // y may be null (then out = a x).

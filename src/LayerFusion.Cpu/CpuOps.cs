@@ -610,6 +610,18 @@ public sealed partial class CpuOps : IOps, IBackendMemory
         return y;
     }
 
+    public Tensor Clamp(Tensor x, float min, float max)
+    {
+        if (!(min <= max)) throw new ArgumentException($"clamp: min {min} is not <= max {max}");
+        var cx = C(x, "Clamp x");
+        var y = New((int[])cx.Shape.Clone());
+        var src = cx.ReadOnlySpan;
+        var dst = y.Span;
+        // Math.Clamp keeps NaN (torch clamp does too)
+        for (int i = 0; i < src.Length; i++) dst[i] = Math.Clamp(src[i], min, max);
+        return y;
+    }
+
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis)
     {
         if (parts.Count == 0) throw new ArgumentException("Concat: no parts");

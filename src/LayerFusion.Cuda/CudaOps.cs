@@ -604,6 +604,12 @@ public sealed unsafe partial class CudaOps : IOps, IDisposable, IBackendMemory
     public Tensor QuickGelu(Tensor x) => Unary(x, "lf_quick_gelu");
     public Tensor Affine(Tensor x, float alpha, float beta = 0f) => Unary(x, "lf_affine", a => a.F32(alpha).F32(beta));
 
+    public Tensor Clamp(Tensor x, float min, float max)
+    {
+        if (!(min <= max)) throw new ArgumentException($"clamp: min {min} is not <= max {max}");
+        return Unary(x, "lf_clamp", a => a.F32(min).F32(max));
+    }
+
     public Tensor Geglu(Tensor x)
     {
         var xs = Dev(x);

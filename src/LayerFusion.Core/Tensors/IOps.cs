@@ -79,6 +79,8 @@ public partial interface IOps
     Tensor Mul(Tensor a, Tensor b);
     /// <summary>alpha * x + beta.</summary>
     Tensor Affine(Tensor x, float alpha, float beta = 0f);
+    /// <summary>x limited to [min, max] (torch clamp: NaN stays NaN); DDIM's clip_sample.</summary>
+    Tensor Clamp(Tensor x, float min, float max);
     Tensor Concat(IReadOnlyList<Tensor> parts, int axis);
     Tensor Slice(Tensor x, int axis, int start, int length);
     /// <summary>Materialized permutation of axes (torch permute + contiguous).</summary>

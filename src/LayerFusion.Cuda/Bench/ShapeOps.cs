@@ -141,6 +141,7 @@ public sealed class ShapeOps : IOps
     public Tensor Sub(Tensor a, Tensor b) => Broadcast(a, b, "Sub");
     public Tensor Mul(Tensor a, Tensor b) => Broadcast(a, b, "Mul");
     public Tensor Affine(Tensor x, float alpha, float beta = 0) => T(x.Shape);
+    public Tensor Clamp(Tensor x, float min, float max) => T(x.Shape);
 
     public Tensor Concat(IReadOnlyList<Tensor> parts, int axis)
     {

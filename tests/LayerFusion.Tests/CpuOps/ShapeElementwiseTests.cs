@@ -82,6 +82,28 @@ public class ShapeElementwiseTests
     }
 
     [Theory]
+    [InlineData(5, -1f, 1f)]
+    [InlineData(70001, -0.25f, 0.5f)]
+    public void Clamp_matches_float64_and_keeps_NaN(int n, float min, float max)
+    {
+        var ops = Ops(-1);
+        var r = new Random(12000 + n);
+        var x = Rand(r, n);
+        x[0] = float.NaN;
+        x[1] = min;        // the bounds themselves pass unchanged
+        x[2] = float.PositiveInfinity;
+        var tx = T(ops, x, n);
+        var guard = new InputGuard(ops, tx);
+        var y = ops.ToHost(ops.Clamp(tx, min, max));
+        guard.Unchanged();
+        Assert.True(float.IsNaN(y[0]));
+        Assert.Equal(min, y[1]);
+        Assert.Equal(max, y[2]);
+        AssertClose(y[3..], x[3..].Select(v => Math.Min(Math.Max((double)v, min), max)).ToArray());
+        Assert.Throws<ArgumentException>(() => ops.Clamp(tx, 1f, -1f));
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(1)]
     [InlineData(2)]

@@ -235,6 +235,7 @@ public class CudaParityTests(CudaFixture fx) : IClassFixture<CudaFixture>
         One("gelu-tanh", v => ops.Gelu(v, true), Reference64.GeluTanh);
         One("quick-gelu", ops.QuickGelu, Reference64.QuickGelu);
         One("affine", v => ops.Affine(v, 0.18215f, -0.5f), v => 0.18215f * v - 0.5f);
+        One("clamp", v => ops.Clamp(v, -1.5f, 2f), v => Math.Clamp(v, -1.5, 2.0));
     }
 
     [Theory, MemberData(nameof(Storages))]

@@ -98,6 +98,7 @@ public class CudaVsCpuOpsTests(CudaFixture fx) : IClassFixture<CudaFixture>
         Same("geglu", gpu.Geglu(x.G), cpu.Geglu(x.C));
         Same("softmax", gpu.Softmax(x.G), cpu.Softmax(x.C));
         Same("affine", gpu.Affine(x.G, 0.13025f, 0.25f), cpu.Affine(x.C, 0.13025f, 0.25f));
+        Same("clamp", gpu.Clamp(x.G, -0.5f, 0.75f), cpu.Clamp(x.C, -0.5f, 0.75f));
 
         var q = In(R(2 * 77 * 128, 1.5), 2, 77, 128);
         var k = In(R(2 * 77 * 128, 1.5), 2, 77, 128);

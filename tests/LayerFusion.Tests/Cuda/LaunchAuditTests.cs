@@ -31,6 +31,7 @@ public partial class LaunchAuditTests
     static readonly Dictionary<string, Func<Launch, (bool Multi, bool Tail)>> Rules = new()
     {
         ["lf_affine"] = l => GridStride(l, l.P[2]),
+        ["lf_clamp"] = l => GridStride(l, l.P[2]),
         ["lf_silu"] = l => GridStride(l, l.P[2]),
         ["lf_gelu_erf"] = l => GridStride(l, l.P[2]),
         ["lf_gelu_tanh"] = l => GridStride(l, l.P[2]),

@@ -177,6 +177,7 @@ internal sealed class CudaContractOps(IOps inner, StorageType storage, bool roun
     public Tensor Sub(Tensor a, Tensor b) => Binary(nameof(Sub), a, b, inner.Sub);
     public Tensor Mul(Tensor a, Tensor b) => Binary(nameof(Mul), a, b, inner.Mul);
     public Tensor Affine(Tensor x, float alpha, float beta = 0f) => Out(nameof(Affine), inner.Affine(In(x), alpha, beta));
+    public Tensor Clamp(Tensor x, float min, float max) => Out(nameof(Clamp), inner.Clamp(In(x), min, max));
     public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants)
     {
         lock (_called) _called.Add(nameof(CreateStepScalars));

@@ -53,6 +53,7 @@ internal sealed class MeteredOps(IOps inner, long availableBytes = long.MaxValue
     public Tensor Sub(Tensor a, Tensor b) => (inner.Sub((a), (b)));
     public Tensor Mul(Tensor a, Tensor b) => (inner.Mul((a), (b)));
     public Tensor Affine(Tensor x, float alpha, float beta = 0) => (inner.Affine((x), alpha, beta));
+    public Tensor Clamp(Tensor x, float min, float max) => inner.Clamp(x, min, max);
     public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants) =>
         inner.CreateStepScalars(perStep, steps, columns, constants);
     public void AdvanceStep(StepScalars scalars) => inner.AdvanceStep(scalars);

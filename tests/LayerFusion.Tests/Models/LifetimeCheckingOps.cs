@@ -129,6 +129,7 @@ internal sealed class LifetimeCheckingOps(IOps inner) : IOps
     public Tensor Sub(Tensor a, Tensor b) => Wrap(inner.Sub(Use(a), Use(b)));
     public Tensor Mul(Tensor a, Tensor b) => Wrap(inner.Mul(Use(a), Use(b)));
     public Tensor Affine(Tensor x, float alpha, float beta = 0) => Wrap(inner.Affine(Use(x), alpha, beta));
+    public Tensor Clamp(Tensor x, float min, float max) => Wrap(inner.Clamp(Use(x), min, max));
     /// <summary>The step table's one upload counts as a FromHost copy; reading it (the ops below) moves nothing.</summary>
     public StepScalars CreateStepScalars(ReadOnlySpan<float> perStep, int steps, int columns, ReadOnlySpan<float> constants)
     {
