@@ -187,8 +187,8 @@ public sealed partial class LayerFusionPipeline
         }
     }
 
-    // A sampler with no device form (clip_sample's clamp, samplers added later): its step on the host,
-    // one read and one write of that stream's latent per step.
+    // A scheduler with no device form (every one of Samplers has one; this is for an IScheduler added
+    // without it): its step on the host, one read and one write of that stream's latent per step.
     static Tensor HostScale(IScheduler s, Tensor x, int step)
     {
         var v = s.ScaleModelInput(x.Ops.ToHost(x), step);

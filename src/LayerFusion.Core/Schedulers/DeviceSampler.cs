@@ -13,39 +13,45 @@ namespace LayerFusion.Core.Schedulers;
 /// 0), which lets a step be captured once as a graph and replayed. The host <see cref="IScheduler"/>
 /// stays the reference (float32 in torch's operation order); this form reassociates those products,
 /// so it matches to float32 rounding, not bit for bit.
-/// Covered: Euler (epsilon, v_prediction, sample), Euler ancestral (epsilon, v_prediction), DPM-Solver++
-/// 1S/2M (epsilon, v_prediction), DDIM with eta = 0 (epsilon, v_prediction, sample) without
-/// clip_sample. Euler ancestral's per-step noise is drawn before the loop from the generation's
+/// Covered: every sampler of <see cref="Samplers"/> and every prediction type its host scheduler
+/// accepts: Euler (epsilon, v_prediction, sample, original_sample), Euler ancestral (epsilon, v_prediction),
+/// DPM-Solver++ 1S/2M and their SDE variants (epsilon, v_prediction, sample), DDIM with eta = 0 (epsilon,
+/// v_prediction, sample; clip_sample as a clamp of x0 on the backend). The stochastic samplers' per-step
+/// noise (Euler ancestral, the SDE solvers) is drawn before the loop from the generation's
 /// <see cref="INoiseSource"/> (the same values, in the same order, as the host step draws them),
 /// uploaded once as a [steps, ...] table and selected at the step counter. <see cref="TryCreate"/>
-/// returns null for anything else (the SDE solvers, clip_sample's clamp), and the caller keeps the host step.
+/// returns null for a scheduler it does not know, and the caller keeps the host step.
 /// </summary>
 public sealed class DeviceSampler : IDisposable
 {
-    enum Kind { Euler, Dpm, Ddim, EulerAncestral }
+    enum Kind { Euler, Dpm, Ddim, EulerAncestral, DdimClip }
 
     // the columns of one sampler's block in the step table
     const int Scale = 0, A = 1, B = 2;                      // Euler, DDIM: a x + b m
     const int Noise = 3, Unit = 4;                          // Euler ancestral: (a x + b m) + sigma_up z
     const int X0x = 1, X0m = 2, Yx = 3, Yx0 = 4, Yprev = 5, One = 6;  // DPM: x0 = .. x + .. m; y = (.. x + .. x0) + .. prev
+    const int SdeNoise = 7;                                 // DPM SDE: y + sigma_t sqrt(1 - e^-2h) z
+    const int Ex = 3, Em = 4, P = 5, D = 6;                 // DDIM clip: eps = .. x + .. m; y = P clamp(x0) + D eps
 
     readonly IScheduler _host;
     readonly Kind _kind;
     readonly string _prediction;
     readonly int _order;
     readonly SchedulerConfig _config;
+    readonly bool _sde;
     StepScalars? _table;
     int _first;
     Tensor? _history, _noise;
     int _nextStep;
 
-    DeviceSampler(IScheduler host, Kind kind, SchedulerConfig config, int order)
+    DeviceSampler(IScheduler host, Kind kind, SchedulerConfig config, int order, bool sde = false)
     {
         _host = host;
         _kind = kind;
         _config = config;
         _prediction = config.PredictionType;
         _order = order;
+        _sde = sde;
     }
 
     /// <summary>The device form of <paramref name="scheduler"/> (after SetTimesteps), or null when it has none.
@@ -54,17 +60,15 @@ public sealed class DeviceSampler : IDisposable
     {
         ArgumentNullException.ThrowIfNull(scheduler);
         ArgumentNullException.ThrowIfNull(config);
-        // the SDE solvers keep the host step (their noise enters through a second history term that has
-        // no device form yet); DpmSolverMultistepScheduler is one class for both kinds
-        if (scheduler is EulerAncestralDiscreteScheduler && config.PredictionType is "epsilon" or "v_prediction")
-            return new DeviceSampler(scheduler, Kind.EulerAncestral, config, 1);
-        if (scheduler.IsStochastic) return null;
         return scheduler switch
         {
+            EulerAncestralDiscreteScheduler when config.PredictionType is "epsilon" or "v_prediction" =>
+                new DeviceSampler(scheduler, Kind.EulerAncestral, config, 1),
             EulerDiscreteScheduler => new DeviceSampler(scheduler, Kind.Euler, config, 1),
-            DpmSolverMultistepScheduler d when config.PredictionType is "epsilon" or "v_prediction" =>
-                new DeviceSampler(scheduler, Kind.Dpm, config, d.Name.StartsWith("dpmpp-2m", StringComparison.Ordinal) ? 2 : 1),
-            DdimScheduler when !config.ClipSample => new DeviceSampler(scheduler, Kind.Ddim, config, 1),
+            // one class for DPM++ and DPM++ SDE (IsStochastic)
+            DpmSolverMultistepScheduler d =>
+                new DeviceSampler(scheduler, Kind.Dpm, config, d.Name.StartsWith("dpmpp-2m", StringComparison.Ordinal) ? 2 : 1, d.IsStochastic),
+            DdimScheduler => new DeviceSampler(scheduler, config.ClipSample ? Kind.DdimClip : Kind.Ddim, config, 1),
             _ => null,
         };
     }
@@ -72,10 +76,10 @@ public sealed class DeviceSampler : IDisposable
     public IScheduler Host => _host;
 
     /// <summary>How many per-step columns of the step table this sampler reads.</summary>
-    public int Columns => _kind switch { Kind.Dpm => 7, Kind.EulerAncestral => 5, _ => 3 };
+    public int Columns => _kind switch { Kind.Dpm => _sde ? 8 : 7, Kind.EulerAncestral => 5, Kind.DdimClip => 7, _ => 3 };
 
     /// <summary>Whether <see cref="Bind"/> needs the generation's noise source (a stochastic sampler).</summary>
-    public bool NeedsNoise => _kind == Kind.EulerAncestral;
+    public bool NeedsNoise => _kind == Kind.EulerAncestral || _sde;
 
     /// <summary>Writes this sampler's coefficients of every step into columns [first, first + Columns) of a row-major [steps, stride] table.</summary>
     public void WriteColumns(Span<float> table, int stride, int first)
@@ -92,6 +96,7 @@ public sealed class DeviceSampler : IDisposable
                 case Kind.Euler: EulerRow(i, row); break;
                 case Kind.Dpm: DpmRow(i, row); break;
                 case Kind.EulerAncestral: AncestralRow(i, row); break;
+                case Kind.DdimClip: DdimClipRow(i, row); break;
                 default: DdimRow(i, row); break;
             }
         }
@@ -161,6 +166,14 @@ public sealed class DeviceSampler : IDisposable
             using var z = ops.StepRow(_noise!, _table!);
             return ops.StepCombine(prev, Col(Unit), z, Col(Noise));
         }
+        if (_kind == Kind.DdimClip)
+        {
+            using var x0Raw = ops.StepCombine(sample, Col(X0x), modelOutput, Col(X0m));
+            using var x0Clipped = ops.Clamp(x0Raw, -DdimScheduler.ClipSampleRange, DdimScheduler.ClipSampleRange);
+            // eps from the unclipped prediction, as diffusers computes it before clipping
+            using var eps = ops.StepCombine(sample, Col(Ex), modelOutput, Col(Em));
+            return ops.StepCombine(x0Clipped, Col(P), eps, Col(D));
+        }
         if (_kind != Kind.Dpm) return ops.StepCombine(sample, Col(A), modelOutput, Col(B));
         if (stepIndex != _nextStep)
             throw new InvalidOperationException($"{_host.Name} is a multistep sampler: expected step {_nextStep}, got {stepIndex}");
@@ -168,10 +181,14 @@ public sealed class DeviceSampler : IDisposable
         var x0 = ops.StepCombine(sample, Col(X0x), modelOutput, Col(X0m));
         if (_history is null)
             using (x0)
-                return ops.StepCombine(sample, Col(Yx), x0, Col(Yx0));
+            {
+                var first = ops.StepCombine(sample, Col(Yx), x0, Col(Yx0));
+                return _sde ? AddSdeNoise(ops, first) : first;
+            }
         Tensor y;
         using (var a = ops.StepCombine(sample, Col(Yx), x0, Col(Yx0)))
             y = ops.StepCombine(a, Col(One), _history, Col(Yprev));
+        if (_sde) y = AddSdeNoise(ops, y);
         if (ops is IStepArena arena)
         {
             // the history keeps its memory: a captured step reads and writes the same buffer every replay
@@ -184,6 +201,14 @@ public sealed class DeviceSampler : IDisposable
             _history = x0;
         }
         return y;
+    }
+
+    /// <summary>y + c z with this step's noise row (consumes y).</summary>
+    Tensor AddSdeNoise(IOps ops, Tensor y)
+    {
+        using (y)
+        using (var z = ops.StepRow(_noise!, _table!))
+            return ops.StepCombine(y, Col(One), z, Col(SdeNoise));
     }
 
     void EulerRow(int i, Span<float> row)
@@ -243,14 +268,36 @@ public sealed class DeviceSampler : IDisposable
         var (alphaS0, sigmaS0) = AlphaSigma(s[i]);
         row[Scale] = 1f;
         row[One] = 1f;
-        if (_prediction == "epsilon") (row[X0x], row[X0m]) = (1f / alphaS0, -sigmaS0 / alphaS0);
-        else (row[X0x], row[X0m]) = (alphaS0, -sigmaS0);
+        (row[X0x], row[X0m]) = _prediction switch
+        {
+            "epsilon" => (1f / alphaS0, -sigmaS0 / alphaS0),
+            "v_prediction" => (alphaS0, -sigmaS0),
+            _ => (0f, 1f),  // sample: the model predicts x0
+        };
         var (alphaT, sigmaT) = AlphaSigma(s[i + 1]);
         float h = MathF.Log(alphaT) - MathF.Log(sigmaT) - (MathF.Log(alphaS0) - MathF.Log(sigmaS0));
         float ratio = sigmaT / sigmaS0;
         float c0 = alphaT * (MathF.Exp(-h) - 1f);
         // the multistep history holds an x0 from step 1 on (lower_order_nums >= 1)
-        if (_order == 1 || i == 0 || lowerOrderFinal)
+        bool firstOrder = _order == 1 || i == 0 || lowerOrderFinal;
+        if (_sde)
+        {
+            // the host's SdeUpdate: a x + b x0 [+ 0.5 b / r0 (x0 - m1)] + c z
+            float a = sigmaT / sigmaS0 * MathF.Exp(-h);
+            float oneMinusE2h = 1f - MathF.Exp(-2f * h);
+            float b = alphaT * oneMinusE2h;
+            row[SdeNoise] = sigmaT * MathF.Sqrt(oneMinusE2h);
+            if (firstOrder) (row[Yx], row[Yx0], row[Yprev]) = (a, b, 0f);
+            else
+            {
+                var (alphaS1, sigmaS1) = AlphaSigma(s[i - 1]);
+                float h0 = MathF.Log(alphaS0) - MathF.Log(sigmaS0) - (MathF.Log(alphaS1) - MathF.Log(sigmaS1));
+                float invR0 = 1f / (h0 / h), c1 = 0.5f * b;
+                (row[Yx], row[Yx0], row[Yprev]) = (a, b + c1 * invR0, -c1 * invR0);
+            }
+            return;
+        }
+        if (firstOrder)
             (row[Yx], row[Yx0], row[Yprev]) = (ratio, -c0, 0f);
         else
         {
@@ -264,15 +311,7 @@ public sealed class DeviceSampler : IDisposable
 
     void DdimRow(int i, Span<float> row)
     {
-        var ddim = (DdimScheduler)_host;
-        var schedule = ddim.Schedule;
-        int t = (int)_host.Timesteps[i];
-        int prevT = t - schedule.NumTrainTimesteps / _host.StepCount;
-        float finalAlpha = _config.SetAlphaToOne ? 1f : schedule.AlphasCumprod[0];
-        float alphaProdT = schedule.AlphasCumprod[t];
-        float alphaProdPrev = prevT >= 0 ? schedule.AlphasCumprod[prevT] : finalAlpha;
-        float sqrtA = MathF.Sqrt(alphaProdT), sqrtB = MathF.Sqrt(1f - alphaProdT);
-        float dirCoef = MathF.Sqrt(1f - alphaProdPrev), sqrtPrev = MathF.Sqrt(alphaProdPrev);
+        var (sqrtA, sqrtB, sqrtPrev, dirCoef) = DdimCoefficients(i);
         row[Scale] = 1f;
         (row[A], row[B]) = _prediction switch
         {
@@ -283,6 +322,32 @@ public sealed class DeviceSampler : IDisposable
             // x0 = m, eps = (x - sqrtA m) / sqrtB
             _ => (dirCoef / sqrtB, sqrtPrev - dirCoef * sqrtA / sqrtB),
         };
+    }
+
+    void DdimClipRow(int i, Span<float> row)
+    {
+        var (sqrtA, sqrtB, sqrtPrev, dirCoef) = DdimCoefficients(i);
+        row[Scale] = 1f;
+        // x0 and eps as the host computes them, then y = sqrtPrev clamp(x0) + dirCoef eps
+        (row[X0x], row[X0m], row[Ex], row[Em]) = _prediction switch
+        {
+            "epsilon" => (1f / sqrtA, -sqrtB / sqrtA, 0f, 1f),
+            "v_prediction" => (sqrtA, -sqrtB, sqrtB, sqrtA),
+            _ => (0f, 1f, 1f / sqrtB, -sqrtA / sqrtB),
+        };
+        (row[P], row[D]) = (sqrtPrev, dirCoef);
+    }
+
+    (float SqrtA, float SqrtB, float SqrtPrev, float DirCoef) DdimCoefficients(int i)
+    {
+        var ddim = (DdimScheduler)_host;
+        var schedule = ddim.Schedule;
+        int t = (int)_host.Timesteps[i];
+        int prevT = t - schedule.NumTrainTimesteps / _host.StepCount;
+        float finalAlpha = _config.SetAlphaToOne ? 1f : schedule.AlphasCumprod[0];
+        float alphaProdT = schedule.AlphasCumprod[t];
+        float alphaProdPrev = prevT >= 0 ? schedule.AlphasCumprod[prevT] : finalAlpha;
+        return (MathF.Sqrt(alphaProdT), MathF.Sqrt(1f - alphaProdT), MathF.Sqrt(alphaProdPrev), MathF.Sqrt(1f - alphaProdPrev));
     }
 
     public void Dispose()

@@ -52,7 +52,7 @@ public sealed class DevicePathEquivalenceTests(TinyLayerFusionModel model) : ICl
     public static TheoryData<string> Ablations => new()
     {
         "default", "no-sharing", "no-exclusion", "blend-self", "blend-cross", "blend-none", "d-3", "prior-layer", "blend-own-prompt",
-        "sampler-dpmpp-2m-karras", "sampler-ddim", "sampler-dpmpp-2m", "sampler-euler-a",
+        "sampler-dpmpp-2m-karras", "sampler-ddim", "sampler-dpmpp-2m", "sampler-euler-a", "sampler-dpmpp-2m-sde-karras",
     };
 
     LayerFusionRequest For(string ablation, IReadOnlyList<AttentionSite> sites) => ablation switch
@@ -121,6 +121,7 @@ public sealed class DevicePathEquivalenceTests(TinyLayerFusionModel model) : ICl
     [InlineData(Samplers.DpmPP2MKarras)]
     [InlineData(Samplers.Ddim)]
     [InlineData(Samplers.EulerAncestral)]
+    [InlineData(Samplers.DpmPP2MSdeKarras)]
     public void NoHostTransferBetweenTheFirstAndTheLastStep(string sampler)
     {
         var ops = new LifetimeCheckingOps(new CpuBackend());

@@ -24,6 +24,8 @@ public sealed class SdxlDeviceLoopTests(TinySdxl tiny) : IClassFixture<TinySdxl>
     [InlineData(Samplers.DpmPP2M, 5f)]
     [InlineData(Samplers.Ddim, 5f)]
     [InlineData(Samplers.EulerAncestral, 5f)]  // two images: the noise of every step in the host's order
+    [InlineData(Samplers.DpmPP2MSdeKarras, 5f)]
+    [InlineData(Samplers.DpmPP2MSde, 1f)]
     public void DeviceLoopMatchesTheHostLoop(string sampler, float cfg)
     {
         using var pipeline = SdxlPipeline.Open(tiny.Default, new CpuBackend());
