@@ -133,7 +133,8 @@ constexpr unsigned char kCanaryByte = 0xA5;
 
 struct Alloc
 {
-    size_t bytes, slack;  // slack: the canary bytes between the leading guard page and the data
+    size_t bytes, slack;  // slack: the canary bytes between the data and a guard page
+    bool slackAfter;      // LAYERFUSION_EMU_GUARD=start: the slack lies after the data's end
     char* map;
     size_t mapBytes;
 };
@@ -148,6 +149,19 @@ size_t accounted(size_t bytes) { return (bytes + 255) / 256 * 256; }  // what th
 // beyond it hits the leading guard page. The start is therefore aligned to the size's lowest set bit
 // (256 or more for every arena chunk, an element's size at least for any typed buffer), not
 // always to 256 as on the real driver; the kernels make no vector access that needs more.
+// LAYERFUSION_EMU_GUARD=start turns the layout around, [guard page][data][slack (canary)][guard page]:
+// then a read before the start faults to the byte too (and a read in the slack past the end is the one
+// access not caught). `.ci/run` runs the CUDA op suites once more that way, so every kernel's accesses
+// are checked to the byte at both ends.
+bool guard_at_start()
+{
+    static const bool v = [] {
+        const char* e = std::getenv("LAYERFUSION_EMU_GUARD");
+        return e && std::strcmp(e, "start") == 0;
+    }();
+    return v;
+}
+
 CUresult guarded_alloc(size_t bytes, CUdeviceptr* out)
 {
     size_t dataPages = (bytes + kPage - 1) / kPage * kPage;
@@ -161,9 +175,10 @@ CUresult guarded_alloc(size_t bytes, CUdeviceptr* out)
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     size_t slack = dataPages - bytes;
-    char* data = base + kPage + slack;
-    std::memset(base + kPage, kCanaryByte, slack);
-    g_allocs[(uintptr_t)data] = {bytes, slack, base, mapBytes};
+    bool after = guard_at_start();
+    char* data = after ? base + kPage : base + kPage + slack;
+    std::memset(after ? data + bytes : base + kPage, kCanaryByte, slack);
+    g_allocs[(uintptr_t)data] = {bytes, slack, after, base, mapBytes};
     g_allocated += accounted(bytes);
     *out = (CUdeviceptr)(uintptr_t)data;
     return CUDA_SUCCESS;
@@ -207,26 +222,29 @@ std::string describe(uintptr_t addr)
     return buf;
 }
 
-// Writes into the slack before an allocation (reads and writes elsewhere outside it fault at once).
+// Writes into an allocation's slack (reads and writes elsewhere outside it fault at once).
 std::string check_canaries()
 {
     constexpr uint64_t kWord = 0x0101010101010101ull * kCanaryByte;
     for (auto& [p, a] : g_allocs)
     {
-        auto* s = (const unsigned char*)p - a.slack;  // page-aligned: whole words first
+        auto* s = a.slackAfter ? (const unsigned char*)p + a.bytes : (const unsigned char*)p - a.slack;
         size_t i = 0;
-        for (; i + 8 <= a.slack; i += 8)
-        {
-            uint64_t w;
-            std::memcpy(&w, s + i, 8);
-            if (w != kWord) break;
-        }
+        if (!a.slackAfter)  // page-aligned: whole words first
+            for (; i + 8 <= a.slack; i += 8)
+            {
+                uint64_t w;
+                std::memcpy(&w, s + i, 8);
+                if (w != kWord) break;
+            }
         for (; i < a.slack; i++)
             if (s[i] != kCanaryByte)
             {
                 char at[32];
                 std::snprintf(at, sizeof at, "0x%llx", (unsigned long long)p);
-                return "a write " + std::to_string(a.slack - i) + " bytes before the " + std::to_string(a.bytes) + "-byte allocation at " + at;
+                return a.slackAfter
+                    ? "a write at byte " + std::to_string(i) + " past the end of the " + std::to_string(a.bytes) + "-byte allocation at " + at
+                    : "a write " + std::to_string(a.slack - i) + " bytes before the " + std::to_string(a.bytes) + "-byte allocation at " + at;
             }
     }
     return "";

@@ -222,7 +222,30 @@ int main(int argc, char** argv)
     };
     long long at = N - 1;
     void* readParams[] = {&y, &x, &at};
+    void* writeParams[] = {&x, &at};
     expect("read of the last element", launch(readAt, readParams), 0);
+    if (const char* g = std::getenv("LAYERFUSION_EMU_GUARD"); g && std::string(g) == "start")
+    {
+        // the other layout: data flush against the leading guard page, the slack (canary) after the end
+        at = 0;
+        expect("[guard=start] read of the first element", launch(readAt, readParams), 0);
+        at = -1;
+        expect("[guard=start] read one element before the start: CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
+        fresh();
+        at = N + 24;
+        expect("[guard=start] read 96 bytes past the end (past the slack): CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
+        fresh();
+        at = N;
+        expect("[guard=start] off-by-one write past the end (in the slack): CUDA_ERROR_ILLEGAL_ADDRESS", launch(writeAt, writeParams), 700);
+        cuGetErrorString(700, &text);
+        expect("... named as a write at byte 0 past the end", std::string(text).find("a write at byte 0 past the end of the 4000-byte") != std::string::npos, 1);
+        fresh();
+        at = -1;
+        expect("[guard=start] write one element before the start: CUDA_ERROR_ILLEGAL_ADDRESS", launch(writeAt, writeParams), 700);
+        fresh();
+        std::printf("%s\n", failures ? "FAILED" : "OK");
+        return failures;
+    }
     at = N;
     expect("off-by-one read past the end: CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
     fresh();
@@ -232,7 +255,6 @@ int main(int argc, char** argv)
     at = -25;
     expect("read 100 bytes before the start (past the slack): CUDA_ERROR_ILLEGAL_ADDRESS", launch(readAt, readParams), 700);
     fresh();
-    void* writeParams[] = {&x, &at};
     at = N;
     expect("off-by-one write past the end: CUDA_ERROR_ILLEGAL_ADDRESS", launch(writeAt, writeParams), 700);
     fresh();

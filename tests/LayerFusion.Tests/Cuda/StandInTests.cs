@@ -62,13 +62,19 @@ public class StandInTests
             Assert.DoesNotContain("FAIL", log);
             Assert.True(log.Split('\n').Count(l => l.StartsWith("PASS", StringComparison.Ordinal)) >= 48, log);
             Assert.Contains("past the end of the 4000-byte allocation", log);
+            // the layout .ci/run's second pass uses: data against the leading guard page
+            (code, log) = await RunAsync(exe, [dir], ("LAYERFUSION_EMU_GUARD", "start"));
+            Assert.True(code == 0, log);
+            Assert.DoesNotContain("FAIL", log);
+            Assert.True(log.Split('\n').Count(l => l.StartsWith("PASS [guard=start]", StringComparison.Ordinal)) >= 5, log);
         }
         finally { Directory.Delete(tmp, true); }
     }
 
-    static async Task<(int, string)> RunAsync(string file, string[] args)
+    static async Task<(int, string)> RunAsync(string file, string[] args, params (string Name, string Value)[] env)
     {
         var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in env) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         var ct = TestContext.Current.CancellationToken;
         var err = p.StandardError.ReadToEndAsync(ct);
