@@ -18,6 +18,9 @@ internal static class Gemm
 {
     internal const int KC = 256, MC = 96, NC = 3072;
 
+    /// <summary>The shortest slice of C a coarse task takes beyond one task per thread (see Blocked).</summary>
+    internal const int MinSliceLength = 512;
+
     /// <summary>12 x 32 micro-kernel on 512-bit vectors where AVX-512 runs natively (about 2x the 256-bit
     /// kernel measured on the AMD EPYC here), else 6 x 16 on 256-bit vectors.</summary>
     internal static readonly bool Wide = Vector512.IsHardwareAccelerated;
@@ -107,11 +110,14 @@ internal static class Gemm
             // Coarse tasks: each a serial blocked GEMM on a slice of C along the longer of M and N, so
             // there is no barrier per K block (two per block before: under a shared machine's load a
             // descheduled worker stalled every block). The slice's duplicate packing (A per N slice,
-            // B per M slice) costs tasks / (its length) of the multiply-adds, under 2% at UNet shapes.
+            // B per M slice) is one memory-bound pass over that operand per task, so short slices of a
+            // GEMM with a large packed operand re-pack a lot: conv3x3 640 at 32x32 in 8 slices of 128
+            // columns re-packed its 14.7 MB of weights 8 times per image. At most dim / 512 tasks (at least
+            // one per thread) measured +10-20% GFLOP per CPU-second on conv3x3 640 and 1280, GEMMs unchanged.
             bool splitN = n >= m;
             int unit = splitN ? 4 * NR : MC, dim = splitN ? n : m;
             int units = (dim + unit - 1) / unit;
-            int tasks = Math.Min(4 * dop, units);
+            int tasks = Math.Min(Math.Min(4 * dop, units), Math.Max(dop, dim / MinSliceLength));
             if (tasks > 1)
             {
                 int per = (units + tasks - 1) / tasks * unit;

@@ -16,8 +16,9 @@ public class GemmTests
                 d.Add(m, n, k, t, 1, (m + n) % 2 == 0);
                 d.Add(m, n, k, t, -1, (m + n) % 2 == 1);
             }
-        // above the coarse-task threshold: slices along N (ragged last slice) and along M, 2 and 3 workers
-        foreach (var (m, n, k, dop) in new[] { (40, 1000, 300, 2), (37, 1290, 270, 3), (700, 70, 520, 2), (1010, 45, 300, 3) })
+        // above the coarse-task threshold: slices along N (ragged last slice) and along M, 2 and 3 workers;
+        // the last two are long enough for more slices than workers (dim / Gemm.MinSliceLength)
+        foreach (var (m, n, k, dop) in new[] { (40, 1000, 300, 2), (37, 1290, 270, 3), (700, 70, 520, 2), (1010, 45, 300, 3), (30, 2100, 100, 2), (1600, 20, 30, 2) })
             foreach (var t in new[] { false, true })
                 d.Add(m, n, k, t, dop, (m + k) % 2 == 0);
         return d;
