@@ -64,7 +64,7 @@ public static class KernelCatalog
     /// <summary>Entry points per file (extern "C" names), for load checks.</summary>
     public static IReadOnlyDictionary<string, string[]> EntryPoints { get; } = new Dictionary<string, string[]>
     {
-        [Elementwise] = ["lf_affine", "lf_silu", "lf_gelu_erf", "lf_gelu_tanh", "lf_quick_gelu", "lf_geglu", "lf_add", "lf_sub", "lf_mul", "lf_step_combine", "lf_step_select_row", "lf_step_advance"],
+        [Elementwise] = ["lf_affine", "lf_clamp", "lf_silu", "lf_gelu_erf", "lf_gelu_tanh", "lf_quick_gelu", "lf_geglu", "lf_add", "lf_sub", "lf_mul", "lf_step_combine", "lf_step_select_row", "lf_step_advance"],
         [Norm] = ["lf_group_norm", "lf_layer_norm"],
         [Softmax] = ["lf_softmax"],
         [Resample] = ["lf_upsample2x_nearest", "lf_timestep_embedding", "lf_gather"],

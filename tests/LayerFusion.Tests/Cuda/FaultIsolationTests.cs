@@ -69,7 +69,7 @@ public class FaultIsolationTests
 /// it out), in declaration order: a kernel without its tail guard writes past the end of its
 /// allocation (the test fails), then an ordinary op runs on the same fixture and must pass.
 /// </summary>
-[TestCaseOrderer(typeof(ByName))]
+[TestMethodOrderer(typeof(ByName))]
 public class FaultIsolationDemo(CudaFixture fx) : IClassFixture<CudaFixture>
 {
     const string Source = """
@@ -115,9 +115,10 @@ public class FaultIsolationDemo(CudaFixture fx) : IClassFixture<CudaFixture>
     }
 }
 
-/// <summary>Test cases in the order of their method names (xunit's default order is unspecified).</summary>
-public sealed class ByName : ITestCaseOrderer
+/// <summary>Test methods in the order of their names. xunit's default method order depends on the
+/// assembly's unique ID, so it differs between clones: in one, B ran before A.</summary>
+public sealed class ByName : ITestMethodOrderer
 {
-    public IReadOnlyCollection<TTestCase> OrderTestCases<TTestCase>(IReadOnlyCollection<TTestCase> testCases) where TTestCase : notnull, ITestCase =>
-        testCases.OrderBy(t => t.TestMethodName, StringComparer.Ordinal).ToArray();
+    public IReadOnlyCollection<TTestMethod?> OrderTestMethods<TTestMethod>(IReadOnlyCollection<TTestMethod?> testMethods) where TTestMethod : notnull, ITestMethod =>
+        testMethods.OrderBy(t => t?.MethodName, StringComparer.Ordinal).ToArray();
 }
