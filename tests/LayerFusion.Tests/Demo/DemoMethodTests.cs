@@ -8,9 +8,9 @@ namespace LayerFusion.Tests.Demo;
 /// the shipped model over three seed sets (the fixed seeds 0-15 and, with LAYERFUSION_DEMO_SEED_OFFSET,
 /// 100-115 and 200-215; docs/demo-measures.md), written beside each.
 /// The blend, prior and ablation tests are Explicit: on this toy model the blend does not work yet
-/// (its prior layer does not localize the object and its base UNet's two-caption composites are
-/// weak; docs/decisions.md "Demo model"), so they fail on it; they are the checks a better-trained
-/// demo model has to pass. Run them with `-- --explicit only`.
+/// (its masks do not localize the object while the layout forms, and even oracle masks do not carry
+/// the object into the blend: tools/blend-diagnostics, docs/decisions.md "Demo model"), so they fail
+/// on it; they are the checks a better-trained demo model has to pass. Run them with `-- --explicit only`.
 /// </summary>
 public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
 {
