@@ -260,6 +260,8 @@ public sealed class DeviceSampler : IDisposable
         return (alpha, sigma * alpha);
     }
 
+    static float Lambda((float Alpha, float Sigma) a) => MathF.Log(a.Alpha) - MathF.Log(a.Sigma);
+
     void DpmRow(int i, Span<float> row)
     {
         var s = _host.Sigmas;
@@ -275,11 +277,14 @@ public sealed class DeviceSampler : IDisposable
             _ => (0f, 1f),  // sample: the model predicts x0
         };
         var (alphaT, sigmaT) = AlphaSigma(s[i + 1]);
-        float h = MathF.Log(alphaT) - MathF.Log(sigmaT) - (MathF.Log(alphaS0) - MathF.Log(sigmaS0));
+        float lambdaS0 = Lambda((alphaS0, sigmaS0));
+        float h = Lambda((alphaT, sigmaT)) - lambdaS0;
         float ratio = sigmaT / sigmaS0;
         float c0 = alphaT * (MathF.Exp(-h) - 1f);
         // the multistep history holds an x0 from step 1 on (lower_order_nums >= 1)
         bool firstOrder = _order == 1 || i == 0 || lowerOrderFinal;
+        // the previous step's lambda gap, read only by the second-order updates
+        float h0 = firstOrder ? float.NaN : lambdaS0 - Lambda(AlphaSigma(s[i - 1]));
         if (_sde)
         {
             // the host's SdeUpdate: a x + b x0 [+ 0.5 b / r0 (x0 - m1)] + c z
@@ -290,8 +295,6 @@ public sealed class DeviceSampler : IDisposable
             if (firstOrder) (row[Yx], row[Yx0], row[Yprev]) = (a, b, 0f);
             else
             {
-                var (alphaS1, sigmaS1) = AlphaSigma(s[i - 1]);
-                float h0 = MathF.Log(alphaS0) - MathF.Log(sigmaS0) - (MathF.Log(alphaS1) - MathF.Log(sigmaS1));
                 float invR0 = 1f / (h0 / h), c1 = 0.5f * b;
                 (row[Yx], row[Yx0], row[Yprev]) = (a, b + c1 * invR0, -c1 * invR0);
             }
@@ -301,8 +304,6 @@ public sealed class DeviceSampler : IDisposable
             (row[Yx], row[Yx0], row[Yprev]) = (ratio, -c0, 0f);
         else
         {
-            var (alphaS1, sigmaS1) = AlphaSigma(s[i - 1]);
-            float h0 = MathF.Log(alphaS0) - MathF.Log(sigmaS0) - (MathF.Log(alphaS1) - MathF.Log(sigmaS1));
             float invR0 = h / h0, c1 = 0.5f * c0;
             // ratio x - c0 x0 - c1 invR0 (x0 - m1)
             (row[Yx], row[Yx0], row[Yprev]) = (ratio, -c0 - c1 * invR0, c1 * invR0);
