@@ -30,7 +30,7 @@ UNET = {
     "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
     "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 8, "out_channels": 4,
     "projection_class_embeddings_input_dim": 32 + 6 * 8, "sample_size": SIZE // 8,
-    "transformer_layers_per_block": [1, 1], "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "transformer_layers_per_block": [2, 2], "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
     "upcast_attention": False, "use_linear_projection": True,
 }
 VAE = {

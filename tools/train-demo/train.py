@@ -46,7 +46,7 @@ PLANS = {
     # the shipped model's plan (51 min on the loaded 2-core machine). unet2 = steps of an optional
     # second base-UNet phase weighted towards composites; 1500 of them (with lora 600) did not move the
     # functional measures (tools/train-demo/README.md), so the shipped plan has none
-    "long": dict(scenes=4096, vae=1200, unet=2500, unet2=0, lora=800, dec=500, vb=16, ub=32, db=8),
+    "long": dict(scenes=4096, vae=1200, unet=2000, unet2=0, lora=600, dec=400, vb=16, ub=32, db=8),
 }
 LORA_RANK = 8
 DROP = 0.1
@@ -111,6 +111,9 @@ def main():
     bg_px = to_nchw(np.stack(bgs)) * 2 - 1
     comp_px = to_nchw(np.stack(comps)) * 2 - 1
     pool = torch.cat([fg_px, bg_px, comp_px])
+    # where the objects are (alpha; none in backgrounds): the VAE's loss weighs object pixels 5x, so the
+    # flat object colours this world is about are not traded for background texture
+    pool_alpha = torch.cat([fg_rgba[:, 3:4], torch.zeros_like(fg_rgba[:, 3:4]), fg_rgba[:, 3:4]])
     log(f"world: {n} scenes, {len(set(fcaps))} FG captions, {len(set(bcaps))} BG captions")
 
     # 1. VAE
@@ -119,23 +122,28 @@ def main():
     if a.resume:
         vae.load_state_dict(load_fp32(os.path.join(a.resume, "vae", "diffusion_pytorch_model.safetensors")))
         log(f"resumed the VAE from {a.resume}")
-    opt = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    # latent preview head (trained with the VAE, not shipped): the latent must predict each 8x8 cell's mean
+    # colour linearly, as SDXL's latents nearly do. Without it the tiny encoder collapsed colour onto one
+    # latent direction (green and blue, white and yellow encoded alike: the first shipped model's VAE)
+    preview = torch.nn.Conv2d(4, 3, 1)
+    opt = torch.optim.AdamW(list(vae.parameters()) + list(preview.parameters()), lr=2e-3, weight_decay=0.0)
     for step in range(0 if a.resume else plan["vae"]):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, plan["vae"], 2e-3)
         idx = torch.randint(0, len(pool), (plan["vb"],), generator=g)
-        x = pool[idx]
+        x, w = pool[idx], 1 + 4 * pool_alpha[idx]
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
         rec = vae.decode(z).sample
         mse = F.mse_loss(rec, x)
         kl = post.kl().mean() / (64 * 64 * 3)
-        loss = mse + 1e-4 * kl
+        cell = F.mse_loss(preview(post.mean), F.avg_pool2d(x, 8))
+        loss = ((rec - x).abs() * w).mean() + ((rec - x) ** 2 * w).mean() + 1e-4 * kl + cell
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 50 == 0 or step == plan["vae"] - 1:
-            log(f"vae step {step} mse {mse.item():.5f} kl {kl.item():.4f}")
+            log(f"vae step {step} mse {mse.item():.5f} kl {kl.item():.4f} cell colour mse {cell.item():.5f}")
     vae.eval()
     for p in vae.parameters():
         p.requires_grad_(False)
