@@ -43,7 +43,7 @@ PLANS = {
     # scenes in the cached set, optimizer steps per stage, batch sizes
     "quick": dict(scenes=96, vae=20, unet=20, lora=10, dec=10, vb=8, ub=16, db=4),
     "full": dict(scenes=1536, vae=300, unet=700, lora=250, dec=150, vb=16, ub=24, db=8),
-    # the shipped model's plan (51 min on the loaded 2-core machine). unet2 = steps of an optional
+    # the shipped model's plan (37 min on the idle 2-core machine). unet2 = steps of an optional
     # second base-UNet phase weighted towards composites; 1500 of them (with lora 600) did not move the
     # functional measures (tools/train-demo/README.md), so the shipped plan has none
     "long": dict(scenes=4096, vae=1200, unet=2000, unet2=0, lora=600, dec=400, vb=16, ub=32, db=8),

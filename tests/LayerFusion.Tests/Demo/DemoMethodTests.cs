@@ -8,8 +8,8 @@ namespace LayerFusion.Tests.Demo;
 /// the shipped model over three seed sets (the fixed seeds 0-15 and, with LAYERFUSION_DEMO_SEED_OFFSET,
 /// 100-115 and 200-215; docs/demo-measures.md), written beside each.
 /// The blend, prior and ablation tests are Explicit: on this toy model the blend does not work yet
-/// (its masks do not localize the object while the layout forms, and even oracle masks do not carry
-/// the object into the blend: tools/blend-diagnostics, docs/decisions.md "Demo model"), so they fail
+/// (its masks are not object masks, and BLEND's cross-attention reads the BG prompt, so the object
+/// does not reach the blend: docs/decisions.md "Demo model"), so they fail
 /// on it; they are the checks a better-trained demo model has to pass. Run them with `-- --explicit only`.
 /// </summary>
 public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
@@ -19,8 +19,8 @@ public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
     [Fact]
     public void ForegroundAlphaHoldsOneObjectOfPlausibleSizeInThePromptsColour()
     {
-        // measured (seed sets 0 / 100 / 200): one object 16/16, 16/16, 15/16; colour right 10/16, 9/16, 7/16
-        const int MinOneObject = 14, MinColour = 6;
+        // measured (seed sets 0 / 100 / 200): one object 13/16, 15/16, 15/16; colour right 15/16, 15/16, 16/16
+        const int MinOneObject = 12, MinColour = 13;
         var m = Ours;
         int oneObject = m.Count(x => x.OneObject);
         int colour = m.Select((x, i) => x.FgColour == DemoRuns.Cases[i].Colour).Count(b => b);
@@ -31,16 +31,17 @@ public sealed class DemoMethodTests(DemoRuns runs) : IClassFixture<DemoRuns>
     [Fact]
     public void BackgroundHasNoObjectOfTheForegroundColour()
     {
-        // measured (seed sets 0 / 100 / 200): BG pixels of the FG colour > 1% in 0/16, 0/16, 0/16 pairs; mean leak 0.000 in each
-        const int MaxLeakingPairs = 1;
+        // measured (seed sets 0 / 100 / 200): BG pixels of the FG colour > 1% in 0/16, 1/16, 0/16 pairs; mean leak 0.000, 0.037, 0.000
+        const int MaxLeakingPairs = 2;
         var leaks = Ours.Select(x => x.BgLeak).ToArray();
         Assert.True(leaks.Count(l => l > 0.01) <= MaxLeakingPairs, $"BG pixels of the FG colour > 1% in {leaks.Count(l => l > 0.01)}/16: {string.Join(", ", leaks.Select(l => l.ToString("0.000")))}");
     }
 
     // Explicit: the checks the blend must pass once a demo model's blend works. Measured on the shipped
-    // model (seed sets 0 / 100): mean blend IoU 0.011 / 0.023, mean mask_hard IoU 0.083 / 0.100;
-    // --no-exclusion and ours both leak 0.000; --blend-attention none 0.000 vs ours 0.011 blend IoU;
-    // d = 1 softness 0.864 vs 0.224. The thresholds are what the method should give, not measured.
+    // model (seed sets 0 / 100 / 200): mean blend IoU 0.008 / 0.031 / 0.013 (alpha blending 0.53 / 0.59 / 0.63,
+    // interaction off 0.55 / 0.51 / 0.53), mean mask_hard IoU 0.044 / 0.099 / 0.049; --no-exclusion leaks
+    // 0.000 / 0.008 / 0.000 vs ours 0.000 / 0.037 / 0.000; --blend-attention none 0.000-0.002 blend IoU;
+    // d = 1 softness 0.89 vs 0.31-0.32. The thresholds are what the method should give, not measured.
     const double THRESH_BLEND_MEAN = 0.5, THRESH_BLEND_PAIR = 0.3, THRESH_MASK = 0.3, THRESH_SVAR = 0.05, THRESH_CVAR = 0.05;
     const int THRESH_BLEND_PAIRS = 12;
 
