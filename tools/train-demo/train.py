@@ -134,11 +134,11 @@ def main():
         x, w = pool[idx], 1 + 4 * pool_alpha[idx]
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
-        rec = vae.decode(z).sample
-        mse = F.mse_loss(rec, x)
+        err = vae.decode(z).sample - x
+        mse = (err ** 2).mean()
         kl = post.kl().mean() / (64 * 64 * 3)
         cell = F.mse_loss(preview(post.mean), F.avg_pool2d(x, 8))
-        loss = ((rec - x).abs() * w).mean() + ((rec - x) ** 2 * w).mean() + 1e-4 * kl + cell
+        loss = (err.abs() * w).mean() + (err ** 2 * w).mean() + 1e-4 * kl + cell
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -13,12 +13,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402
 import world  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+from train import load_fp32  # noqa: E402
 
 
 def main():
     vae = models.make_vae()
-    vae.load_state_dict({k: v.float() for k, v in load_file(os.path.join(sys.argv[1], "vae", "diffusion_pytorch_model.safetensors")).items()})
+    vae.load_state_dict(load_fp32(os.path.join(sys.argv[1], "vae", "diffusion_pytorch_model.safetensors")))
     vae.eval()
     worst = 0.0
     for name, rgb in world.COLOURS.items():
