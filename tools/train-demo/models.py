@@ -16,7 +16,14 @@ def _attention_scores(self, query, key, attention_mask=None):
     scores = torch.bmm(query, key.transpose(-1, -2)) * self.scale
     if attention_mask is not None:
         scores = scores + attention_mask
-    return scores.softmax(dim=-1)
+    probs = scores.softmax(dim=-1)
+    if SCORE_HOOK is not None:
+        SCORE_HOOK(self, probs)
+    return probs
+
+
+# grounding.AttentionRecorder while the FG offsets' grounding loss records the attention maps
+SCORE_HOOK = None
 
 
 Attention.get_attention_scores = _attention_scores
