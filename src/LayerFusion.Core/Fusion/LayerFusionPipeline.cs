@@ -24,7 +24,8 @@ public sealed record LayerFusionRequest
     /// <summary>Negative prompt for all three streams; null/empty = zeros (SDXL's force_zeros_for_empty_prompt).</summary>
     public string? Negative { get; init; }
     public int Steps { get; init; } = 30;
-    public float GuidanceScale { get; init; } = 7f;
+    /// <summary>Classifier-free guidance scale; the default is diffusers' SDXL default, as for <see cref="SdxlRequest"/> and the CLI's --cfg-scale.</summary>
+    public float GuidanceScale { get; init; } = 5f;
     public ulong Seed { get; init; }
     /// <summary>Width in pixels (a positive multiple of the VAE factor); null = the model's default size (1024 for SDXL).</summary>
     public int? Width { get; init; }

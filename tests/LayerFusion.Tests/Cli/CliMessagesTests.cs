@@ -88,6 +88,9 @@ public sealed class CliMessagesTests(TinySdxl tiny) : IClassFixture<TinySdxl>, I
     public void BothCommandsShareOneDefaultCfg()
     {
         Assert.Equal(5f, CliOptions.DefaultCfg);
+        // library callers get the same default as the CLI, so a request built in code and a command line agree
+        Assert.Equal(CliOptions.DefaultCfg, new LayerFusion.Core.Pipelines.SdxlRequest { Prompt = "x" }.GuidanceScale);
+        Assert.Equal(CliOptions.DefaultCfg, new LayerFusion.Core.Fusion.LayerFusionRequest { Foreground = "x", Background = "y" }.GuidanceScale);
         var r = Run("sdxl", "-m", tiny.Default, "-p", "x", "--steps", "1", "-W", "32", "-H", "32", "-o", _tmp.Sub("cfg.png"));
         Assert.True(r.Code == 0, r.Err);
         var text = LayerFusion.Core.Imaging.PngFile.ReadText(File.ReadAllBytes(_tmp.Sub("cfg.png")), "cfg").ToDictionary(k => k.Key, k => k.Value);
